@@ -1,0 +1,47 @@
+"""MagCache for VideoSys: magnitude-aware step caching for video diffusion transformers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .adapters import UnsupportedModelError, register_adapter, supported_models
+from .magcache import PRESETS, MagCacheConfig, apply_magcache, remove_magcache
+from .plugin import CachedPipeline, disable_magcache, enable_magcache, get_stats
+from .ratios import RatioTable, RatioTableError, load_ratio_table, shipped_tables
+from .schedule import plan_schedule
+from .stats import RunStats
+
+__version__ = "0.1.0"
+
+_NEEDS_VIDEOSYS = {"OpenSoraConfig": "configs"}
+
+
+def __getattr__(name: str) -> Any:
+    # Config classes subclass VideoSys's own, so they load (and import VideoSys) on first use.
+    if name in _NEEDS_VIDEOSYS:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_NEEDS_VIDEOSYS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "PRESETS",
+    "CachedPipeline",
+    "MagCacheConfig",
+    "OpenSoraConfig",
+    "RatioTable",
+    "RatioTableError",
+    "RunStats",
+    "UnsupportedModelError",
+    "apply_magcache",
+    "disable_magcache",
+    "enable_magcache",
+    "get_stats",
+    "load_ratio_table",
+    "plan_schedule",
+    "register_adapter",
+    "remove_magcache",
+    "shipped_tables",
+    "supported_models",
+]

@@ -1,0 +1,72 @@
+"""Statistics of one sampling run, as :func:`magcache_videosys.get_stats` returns them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class RunStats:
+    """What a caching method did in one sampling run.
+
+    ``computed_steps`` and ``skipped_steps`` are 0-based step indices. ``acc_err`` holds, per step,
+    the accumulated error the skip rule compared with the threshold (0 on always-computed steps).
+    In calibration runs ``ratio``, ``ratio_std`` and ``cosine_distance`` hold, per step from step 1,
+    the measured statistics of the residual against the previous step's.
+    """
+
+    method: str
+    num_steps: int
+    computed_steps: list[int] = field(default_factory=list)
+    skipped_steps: list[int] = field(default_factory=list)
+    acc_err: list[float] = field(default_factory=list)
+    calibrating: bool = False
+    _measured: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)
+
+    @property
+    def steps_seen(self) -> int:
+        return len(self.computed_steps) + len(self.skipped_steps)
+
+    @property
+    def complete(self) -> bool:
+        """True once every step of the run went through the transformer."""
+        return self.steps_seen == self.num_steps
+
+    @property
+    def speedup(self) -> float:
+        """Ideal block-stack speedup of this run, ``num_steps / computed passes``."""
+        return self.num_steps / max(1, len(self.computed_steps))
+
+    def _column(self, index: int) -> list[float]:
+        # One host transfer for the whole run, when the numbers are asked for, never per step.
+        if not self._measured:
+            return []
+        return torch.stack([m[index] for m in self._measured]).float().cpu().tolist()
+
+    @property
+    def ratio(self) -> list[float]:
+        return self._column(0)
+
+    @property
+    def ratio_std(self) -> list[float]:
+        return self._column(1)
+
+    @property
+    def cosine_distance(self) -> list[float]:
+        return self._column(2)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "method": self.method,
+            "num_steps": self.num_steps,
+            "computed_steps": list(self.computed_steps),
+            "skipped_steps": list(self.skipped_steps),
+            "num_computed": len(self.computed_steps),
+            "acc_err": list(self.acc_err),
+        }
+        if self.calibrating:
+            data.update(ratio=self.ratio, ratio_std=self.ratio_std, cosine_distance=self.cosine_distance)
+        return data
