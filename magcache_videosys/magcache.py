@@ -65,16 +65,12 @@ class MagCacheConfig:
     table: RatioTable | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold) or self.threshold < 0:
-            raise ValueError(f"threshold must be a finite number >= 0, got {self.threshold!r}.")
-        if isinstance(self.max_skip_steps, bool) or not isinstance(self.max_skip_steps, int) or self.max_skip_steps < 0:
-            raise ValueError(f"max_skip_steps (K) must be an integer >= 0, got {self.max_skip_steps!r}.")
-        if isinstance(self.retention_ratio, bool) or not isinstance(self.retention_ratio, (int, float)) or not 0 <= self.retention_ratio < 1:
-            raise ValueError(f"retention_ratio must be in [0, 1), got {self.retention_ratio!r}.")
-        if isinstance(self.ratio_power, bool) or not isinstance(self.ratio_power, (int, float)) or not math.isfinite(self.ratio_power) or self.ratio_power <= 0:
-            raise ValueError(f"ratio_power must be a finite number > 0, got {self.ratio_power!r}.")
-        if self.num_steps is not None and (isinstance(self.num_steps, bool) or not isinstance(self.num_steps, int) or self.num_steps < 2):
-            raise ValueError(f"num_steps must be None (follow the run) or an integer >= 2, got {self.num_steps!r}.")
+        _check(self.threshold, _is_real, lambda v: v >= 0, "threshold must be a finite number >= 0")
+        _check(self.max_skip_steps, _is_int, lambda v: v >= 0, "max_skip_steps (K) must be an integer >= 0")
+        _check(self.retention_ratio, _is_real, lambda v: 0 <= v < 1, "retention_ratio must be in [0, 1)")
+        _check(self.ratio_power, _is_real, lambda v: v > 0, "ratio_power must be a finite number > 0")
+        if self.num_steps is not None:
+            _check(self.num_steps, _is_int, lambda v: v >= 2, "num_steps must be None (follow the run) or an int >= 2")
         if self.resample not in RESAMPLE_METHODS:
             raise ValueError(f"resample must be one of {', '.join(RESAMPLE_METHODS)}, got {self.resample!r}.")
         if not isinstance(self.calibrate, bool):
@@ -144,6 +140,19 @@ class MagCacheConfig:
         return data
 
 
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(value: Any, kind: Any, rule: Any, message: str) -> None:
+    if not (kind(value) and rule(value)):
+        raise ValueError(f"{message}, got {value!r}.")
+
+
 def _all_computed(num_steps: int) -> SchedulePlan:
     return plan_schedule([1.0] * (num_steps - 1), 0.0, 0, 0.0)
 
@@ -205,7 +214,9 @@ class MagCachePolicy:
 def apply_magcache(module: nn.Module, config: MagCacheConfig) -> BlockStackCache:
     """Install MagCache on a transformer (any model with an adapter); returns its runtime."""
     if not isinstance(config, MagCacheConfig):
-        raise TypeError(f"expected a MagCacheConfig, got {type(config).__name__}; try MagCacheConfig.preset('opensora-fast').")
+        raise TypeError(
+            f"expected a MagCacheConfig, got {type(config).__name__}; try MagCacheConfig.preset('opensora-fast')."
+        )
     binding = find_adapter(module).bind(module)
     return BlockStackCache(module, binding, MagCachePolicy(config), config.num_steps)
 

@@ -36,7 +36,9 @@ def init_single_process_group() -> None:
     dist.init_process_group("gloo", rank=0, world_size=1)
 
 
-def tiny_stdit3(depth: int = 2, hidden_size: int = 64, num_heads: int = 4, caption_channels: int = 32, seed: int = 0) -> nn.Module:
+def tiny_stdit3(
+    depth: int = 2, hidden_size: int = 64, num_heads: int = 4, caption_channels: int = 32, seed: int = 0
+) -> nn.Module:
     """A random-weight VideoSys ``STDiT3``; every block is non-trivial (Open-Sora zero-inits some)."""
     import_videosys()
     from videosys.models.transformers.open_sora_transformer_3d import STDiT3, STDiT3Config
@@ -68,10 +70,13 @@ def tiny_text_encoder(d_model: int = 32, seed: int = 0) -> tuple[nn.Module, Any]
     from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
     specials = ["<pad>", "</s>", "<unk>"]
-    vocab = {tok: i for i, tok in enumerate(specials + list(string.ascii_lowercase + string.digits + string.punctuation))}
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    vocab = {tok: i for i, tok in enumerate(specials + list(chars))}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"\S"), behavior="isolated")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
     torch.manual_seed(seed)
     config = T5Config(
         vocab_size=len(vocab), d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=2, num_heads=4,
