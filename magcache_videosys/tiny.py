@@ -8,7 +8,7 @@ spatial half). Nothing is downloaded.
 
 from __future__ import annotations
 
-import os
+import socket
 import string
 from typing import Any
 
@@ -26,14 +26,11 @@ def init_single_process_group() -> None:
 
     if dist.is_initialized():
         return
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    if "MASTER_PORT" not in os.environ:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
-    dist.init_process_group("gloo", rank=0, world_size=1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # An explicit address, not MASTER_PORT: child processes inherit the environment.
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
 
 
 def tiny_stdit3(
@@ -86,7 +83,10 @@ def tiny_text_encoder(d_model: int = 32, seed: int = 0) -> tuple[nn.Module, Any]
 
 
 class TinyVideoVAE(nn.Module):
-    """Frame-wise diffusers ``AutoencoderKL`` with the interface OpenSoraPipeline calls."""
+    """A diffusers ``AutoencoderKL`` per frame, with Open-Sora's 4x temporal compression mimicked
+    by striding (front-padded, as its causal VAE pads), behind the interface OpenSoraPipeline calls."""
+
+    time_factor = 4
 
     def __init__(self, latent_channels: int = 4, seed: int = 0) -> None:
         super().__init__()
@@ -99,7 +99,7 @@ class TinyVideoVAE(nn.Module):
             block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4, sample_size=64,
         )
         self.out_channels = latent_channels
-        self.patch_size = (1, 8, 8)
+        self.patch_size = (self.time_factor, 8, 8)
 
     @property
     def device(self) -> torch.device:
@@ -109,19 +109,37 @@ class TinyVideoVAE(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
+    def _time_padding(self, num_frames: int) -> int:
+        return -num_frames % self.time_factor
+
     def get_latent_size(self, input_size: Any) -> list:
-        return [None if s is None else s // p for s, p in zip(input_size, self.patch_size)]
+        t, h, w = input_size
+        t = None if t is None else (t + self._time_padding(t)) // self.time_factor
+        return [t, None if h is None else h // 8, None if w is None else w // 8]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Videos (B, 3, T, H, W) to latents; ``generate(loop>1)`` conditions on the last frames."""
+        pad = self._time_padding(x.shape[2])
+        x = torch.cat([x[:, :, :1].expand(-1, -1, pad, -1, -1), x], dim=2)[:, :, :: self.time_factor]
+        return self._framewise(x, lambda frames: self.module.encode(frames).latent_dist.mode())
 
     def decode(self, z: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
-        b, c, t, h, w = z.shape
-        frames = z.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        video = self.module.decode(frames).sample
-        return video.reshape(b, t, *video.shape[1:]).permute(0, 2, 1, 3, 4)
+        video = self._framewise(z, lambda frames: self.module.decode(frames).sample)
+        video = video.repeat_interleave(self.time_factor, dim=2)
+        if num_frames is not None:
+            video = video[:, :, self._time_padding(num_frames) :][:, :, :num_frames]
+        return video
 
     def forward(self, z: torch.Tensor, decode_only: bool = True, num_frames: int | None = None) -> torch.Tensor:
         if not decode_only:
-            raise NotImplementedError("TinyVideoVAE only decodes; OpenSoraPipeline calls it with decode_only=True.")
+            raise NotImplementedError("TinyVideoVAE only decodes here; OpenSoraPipeline calls it with decode_only=True.")
         return self.decode(z, num_frames)
+
+    @staticmethod
+    def _framewise(x: torch.Tensor, fn: Any) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        out = fn(x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w))
+        return out.reshape(b, t, *out.shape[1:]).permute(0, 2, 1, 3, 4)
 
 
 def tiny_components(seed: int = 0, depth: int = 2, hidden_size: int = 64) -> dict[str, nn.Module]:
@@ -145,3 +163,15 @@ def tiny_opensora_pipeline(config: Any = None, seed: int = 0, **config_kwargs: A
     if config is None:
         config = videosys.OpenSoraConfig(**config_kwargs)
     return config.pipeline_cls(config, device=torch.device("cpu"), dtype=torch.float32, **tiny_components(seed))
+
+
+def generate_with_config(config: Any, prompt: str, seed: int = 0, **generate_kwargs: Any) -> dict[str, Any]:
+    """Build the tiny pipeline from ``config`` (as an engine rank would), generate one video and
+    return the run's statistics; used to check that a config carries MagCache into a new process."""
+    from .hooks import get_cache
+
+    pipeline = tiny_opensora_pipeline(config, seed=seed)
+    pipeline.generate(prompt, seed=seed, **{"verbose": False, **generate_kwargs})
+    cache = get_cache(pipeline.transformer)
+    stats = cache.latest_stats() if cache is not None else None
+    return {"pipeline_cls": repr(config.pipeline_cls), "stats": None if stats is None else stats.to_dict()}
