@@ -60,7 +60,7 @@ def load_prompts(path: str | Path | None = None) -> PromptList:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise PromptError(f"prompt file {file} is not UTF-8 text ({exc}); save it as UTF-8.") from None
-    raw = _parse_json(file, text) if file.suffix.lower() == ".json" else _parse_lines(text)
+    raw = _parse_json(file, text) if file.suffix.lower() == ".json" and text.strip() else _parse_lines(text)
     if not raw:
         raise PromptError(f"prompt file {file} holds no prompts; give a file with at least one prompt.")
     return PromptList(prompts=tuple(dict.fromkeys(raw)), source=str(file), entries=len(raw))

@@ -1,0 +1,202 @@
+"""The methods the generation run knows, one registry entry each.
+
+An entry says how to turn command-line knobs into the method's config (validated before any
+model is loaded), how to enable it on a VideoSys config (so it reaches every rank the engine
+starts), which steps it will compute when that is known beforehand, and what it leaves behind
+at the end of a run. Adding a method is one :func:`register` call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..magcache import PRESETS, MagCacheConfig
+from ..plugin import enable_magcache, get_stats
+from ..ratios import RatioTable
+from ..stats import RunStats
+
+
+class MethodError(ValueError):
+    """An unknown method, or knobs the method does not take."""
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A method setting given on the command line as ``--<flag>``."""
+
+    flag: str
+    type: Callable[[str], Any]
+    help: str
+
+
+KNOBS: dict[str, Knob] = {
+    "threshold": Knob("threshold", float, "skip while the accumulated error stays at or below this"),
+    "K": Knob("K", int, "most consecutive skipped steps (MagCache's max_skip_steps)"),
+    "retention_ratio": Knob("retention-ratio", float, "fraction of leading steps always computed"),
+    "mag_ratios": Knob("mag-ratios", str, "ratio table: a shipped name or a table file (e.g. from magcache-calibrate)"),
+    "ratio_power": Knob("ratio-power", float, "exponent applied to the ratios (the Open-Sora reference uses 0.5)"),
+}
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way to generate.
+
+    ``make_config`` gets only the knobs the user gave (all listed in ``knobs``) and returns the
+    method's config, or None for the uncached model. ``apply`` enables it on a VideoSys config.
+    ``plan`` returns the steps one video computes, or None when that depends on the data.
+    ``finish`` runs once every video of the run exists, with the merged manifest records.
+    """
+
+    name: str
+    help: str
+    make_config: Callable[[Mapping[str, Any]], Any]
+    apply: Callable[[Any, Any], None] = lambda videosys_config, cfg: None
+    knobs: tuple[str, ...] = ()
+    fixed_by: str = ""  # e.g. "preset opensora-fast (threshold=0.12, ...)": why it takes no knobs
+    plan: Callable[[Any, int], Sequence[int] | None] = lambda cfg, num_steps: list(range(num_steps))
+    stats: Callable[[Any], RunStats | None] = lambda pipeline: None
+    record_extra: Callable[[RunStats | None], dict[str, Any]] = lambda stats: {}
+    finish: Callable[[Path, list[dict[str, Any]]], list[Path]] | None = None
+    config_dict: Callable[[Any], dict[str, Any]] = lambda cfg: {} if cfg is None else cfg.to_dict()
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    unknown = set(method.knobs) - set(KNOBS)
+    if unknown:
+        raise ValueError(f"method {method.name!r} lists unknown knobs {sorted(unknown)}; add them to KNOBS first.")
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise MethodError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}.")
+    return METHODS[name]
+
+
+def build_config(method: Method, knobs: Mapping[str, Any]) -> Any:
+    """The method's config from the knobs given (None values are 'not given')."""
+    given = {k: v for k, v in knobs.items() if v is not None}
+    extra = [k for k in given if k not in method.knobs]
+    if extra:
+        flags = ", ".join(f"--{KNOBS[k].flag}" for k in extra)
+        if method.fixed_by:
+            raise MethodError(
+                f"--method {method.name} is the {method.fixed_by}, which fixes {flags}; drop {flags}, or use "
+                f"--method magcache {flags} ... to set the knobs yourself."
+            )
+        accepted = ", ".join(f"--{KNOBS[k].flag}" for k in method.knobs) or "no knobs"
+        raise MethodError(f"--method {method.name} does not take {flags} (it takes {accepted}).")
+    try:
+        return method.make_config(given)
+    except (TypeError, ValueError) as exc:
+        raise MethodError(f"--method {method.name}: {exc}") from None
+
+
+# --- MagCache ---------------------------------------------------------------------------------
+_KNOB_FIELDS = {"threshold": "threshold", "K": "max_skip_steps", "retention_ratio": "retention_ratio",
+                "mag_ratios": "mag_ratios", "ratio_power": "ratio_power"}
+
+
+def _magcache_dict(cfg: MagCacheConfig) -> dict[str, Any]:
+    """The config plus the table's values: a table file's name alone does not say what it held."""
+    data = cfg.to_dict()
+    if cfg.table is not None:
+        data["table_ratios"] = list(cfg.table.ratios)
+    return data
+
+
+def _magcache_plan(cfg: MagCacheConfig, num_steps: int) -> list[int]:
+    return cfg.plan(num_steps).computed_steps
+
+
+def _magcache_stats(pipeline: Any) -> RunStats | None:
+    return get_stats(pipeline)
+
+
+def _preset_text(preset: str) -> str:
+    p = PRESETS[preset]
+    return (f"preset {preset} (threshold={p['threshold']}, K={p['max_skip_steps']}, "
+            f"retention-ratio={p['retention_ratio']}, mag-ratios={p['mag_ratios']}, ratio-power={p['ratio_power']})")
+
+
+def _magcache_preset(speed: str) -> Method:
+    preset = f"opensora-{speed}"
+    return Method(
+        name=f"magcache-{speed}",
+        help=f"MagCache, {_preset_text(preset)}",
+        make_config=lambda knobs: MagCacheConfig.preset(preset),
+        apply=enable_magcache,
+        fixed_by=_preset_text(preset),
+        plan=_magcache_plan,
+        stats=_magcache_stats,
+        config_dict=_magcache_dict,
+    )
+
+
+def _magcache_explicit(knobs: Mapping[str, Any]) -> MagCacheConfig:
+    return MagCacheConfig.preset("opensora-fast", **{_KNOB_FIELDS[k]: v for k, v in knobs.items()})
+
+
+# --- calibration ------------------------------------------------------------------------------
+CALIBRATION_FILE = "ratio_table.json"
+
+
+def _calibration_extra(stats: RunStats | None) -> dict[str, Any]:
+    if stats is None:
+        return {}
+    return {"ratio": stats.ratio, "ratio_std": stats.ratio_std, "cosine_distance": stats.cosine_distance}
+
+
+def _mean(columns: list[list[float]]) -> list[float]:
+    return [sum(values) / len(values) for values in zip(*columns)]
+
+
+def save_calibration(out_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
+    """The per-step mean over all calibration videos, saved as a ratio table."""
+    usable = [r for r in records if r.get("ratio")]
+    if not usable:
+        return []
+    first = usable[0]
+    settings = dict(first["settings"])
+    table = RatioTable(
+        ratios=_mean([r["ratio"] for r in usable]),
+        std=_mean([r["ratio_std"] for r in usable]),
+        cosine_distance=_mean([r["cosine_distance"] for r in usable]),
+        name=f"calibrated-{settings.get('num_steps')}",
+        model=str(settings.get("transformer", "unknown")),
+        settings={**settings, "videos": len(usable), "prompts": sorted({r["prompt"] for r in usable})},
+        source="experiments/opensora.py --method magcache-calibrate (per-step mean over the videos)",
+    )
+    return [table.save(out_dir / CALIBRATION_FILE)]
+
+
+register(Method("base", "the uncached model (the baseline every speedup is measured against)", lambda knobs: None))
+for _speed in ("slow", "fast", "turbo"):
+    register(_magcache_preset(_speed))
+register(Method(
+    name="magcache",
+    help="MagCache with your knobs; those not given come from preset opensora-fast",
+    make_config=_magcache_explicit,
+    apply=enable_magcache,
+    knobs=tuple(_KNOB_FIELDS),
+    plan=_magcache_plan,
+    stats=_magcache_stats,
+    config_dict=_magcache_dict,
+))
+register(Method(
+    name="magcache-calibrate",
+    help=f"compute every step and record the magnitude ratios; writes {CALIBRATION_FILE} for --mag-ratios",
+    make_config=lambda knobs: MagCacheConfig(calibrate=True),
+    apply=enable_magcache,
+    stats=_magcache_stats,
+    record_extra=_calibration_extra,
+    finish=save_calibration,
+    config_dict=_magcache_dict,
+))

@@ -1,0 +1,392 @@
+"""The generation run: a plan checked before any model is loaded, then the loop that generates
+this process's videos, writes each atomically, records it, and resumes where a run stopped.
+
+A video counts as done when its file and its record both exist. Each video is written under
+``.magcache/partial/`` and renamed into place, then recorded, so an interruption leaves at most
+one video per process without a record; a rerun generates that one again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from tqdm import tqdm
+
+from . import manifest as mf
+from .methods import Method, build_config, get_method
+from .naming import PROMPT_FILE, assign_stems, video_file
+from .prompts import PromptList, load_prompts, select
+from .sharding import Shard, detect_shard
+
+logger = logging.getLogger("magcache_videosys.experiments")
+
+DTYPES = ("bf16", "fp16", "fp32")
+DEFAULT_MODELS = dict(
+    transformer="hpcai-tech/OpenSora-STDiT-v3", vae="hpcai-tech/OpenSora-VAE-v1.2", text_encoder="DeepFloyd/t5-v1_1-xxl"
+)
+TINY_MODELS = dict(transformer="tiny-random-stdit3", vae="tiny-random-vae", text_encoder="tiny-random-t5")
+
+
+class RunError(ValueError):
+    """Options that cannot make a run; the message names the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line asks for (None: not given)."""
+
+    method: str
+    out: Path
+    knobs: dict[str, Any] = field(default_factory=dict)
+    prompts: str | None = None
+    start: int = 0
+    end: int | None = None
+    limit: int | None = None
+    num_samples: int = 5
+    seed: int = 0
+    resolution: str | None = None
+    aspect_ratio: str = "9:16"
+    num_frames: str | None = None
+    num_steps: int = 30
+    cfg_scale: float = 7.0
+    dtype: str | None = None
+    num_gpus: int = 1
+    transformer: str | None = None
+    vae: str | None = None
+    text_encoder: str | None = None
+    tiny: bool = False
+    shard: str | None = None
+    baseline: Path | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Generation settings: every video of a folder shares them (they are checked on resume)."""
+
+    resolution: str
+    aspect_ratio: str
+    num_frames: int | str
+    num_steps: int
+    cfg_scale: float
+    dtype: str
+    seed: int
+    transformer: str
+    vae: str
+    text_encoder: str
+    tiny: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Job:
+    prompt: str
+    index: int
+    seed: int
+    video: str
+    altered: bool  # the file name is a stand-in for the prompt (see naming.py)
+
+
+@dataclass
+class Plan:
+    """Everything a run will do, known before a model is loaded."""
+
+    options: Options
+    method: Method
+    method_config: Any
+    settings: Settings
+    prompts: PromptList
+    selected: tuple[str, ...]
+    jobs: list[Job]  # the whole run, every shard
+    shard: Shard
+    mine: list[Job]  # this shard's
+    done: dict[str, dict[str, Any]]  # records of finished videos, by file name
+    orphans: int  # videos on disk without a record (interrupted before recording): redone
+
+    @property
+    def out(self) -> Path:
+        return self.options.out
+
+    @property
+    def pending(self) -> list[Job]:
+        return [j for j in self.mine if j.video not in self.done]
+
+    @property
+    def signature(self) -> dict[str, Any]:
+        return mf.signature(self.method.name, self.method.config_dict(self.method_config), self.settings.to_dict())
+
+
+def _num_frames(text: str | None, tiny: bool) -> int | str:
+    if text is None:
+        return 17 if tiny else 51
+    text = str(text).strip()
+    if text.isdigit():
+        if int(text) < 1:
+            raise RunError(f"--frames must be at least 1, got {text}.")
+        return int(text)
+    return text  # VideoSys also takes durations such as "2s"
+
+
+def _settings(o: Options) -> Settings:
+    if o.num_steps < 2:
+        raise RunError(f"--steps must be at least 2, got {o.num_steps}.")
+    if o.num_samples < 1:
+        raise RunError(f"--num-samples must be at least 1, got {o.num_samples}.")
+    if o.num_gpus < 1:
+        raise RunError(f"--num-gpus must be at least 1, got {o.num_gpus}.")
+    if o.tiny:
+        if o.dtype not in (None, "fp32"):
+            raise RunError(f"--tiny runs on the CPU in fp32; drop --dtype {o.dtype}.")
+        if o.num_gpus != 1:
+            raise RunError("--tiny runs in one CPU process; drop --num-gpus.")
+        given = [f"--{k.replace('_', '-')}" for k in DEFAULT_MODELS if getattr(o, k) is not None]
+        if given:
+            raise RunError(f"--tiny builds its own random-weight models; drop {', '.join(given)}.")
+        models = TINY_MODELS
+    else:
+        models = {k: getattr(o, k) or v for k, v in DEFAULT_MODELS.items()}
+    if o.dtype is not None and o.dtype not in DTYPES:
+        raise RunError(f"--dtype must be one of {', '.join(DTYPES)}, got {o.dtype!r}.")
+    return Settings(
+        resolution=o.resolution or ("144p" if o.tiny else "480p"),
+        aspect_ratio=o.aspect_ratio,
+        num_frames=_num_frames(o.num_frames, o.tiny),
+        num_steps=o.num_steps,
+        cfg_scale=o.cfg_scale,
+        dtype="fp32" if o.tiny else (o.dtype or "bf16"),
+        seed=o.seed,
+        tiny=o.tiny,
+        **models,
+    )
+
+
+def check_writable(out: Path, create: bool) -> None:
+    """Fail early, with the reason, when videos cannot be written to ``out``."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file; give a folder for the videos.")
+    if not create:
+        probe = out
+        while not probe.exists():
+            probe = probe.parent
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise RunError(f"--out {out}: {probe} is not writable; choose another --out or fix its permissions.")
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise RunError(f"--out {out} is not writable ({exc.strerror or exc}); choose another --out or fix its permissions.") from None
+
+
+def make_jobs(prompts: tuple[str, ...], all_prompts: tuple[str, ...], num_samples: int, seed: int,
+              name_max: int | None = None) -> list[Job]:
+    """Every video of the run, prompt by prompt; names come from the whole list, so slices agree."""
+    stems = assign_stems(all_prompts, num_samples, **({"name_max": name_max} if name_max else {}))
+    return [
+        Job(prompt, i, seed + i, video_file(stems[prompt].text, i), stems[prompt].altered)
+        for prompt in prompts
+        for i in range(num_samples)
+    ]
+
+
+def make_plan(options: Options, environ: dict[str, str] | None = None, name_max: int | None = None) -> Plan:
+    """Check every option and read what the output folder already holds; loads no model."""
+    method = get_method(options.method)
+    method_config = build_config(method, options.knobs)
+    settings = _settings(options)
+    shard = detect_shard(options.shard, environ)
+    prompts = load_prompts(options.prompts)
+    selected = select(prompts, options.start, options.end, options.limit)
+    if options.baseline is not None and not _has_records(options.baseline):
+        raise RunError(
+            f"--baseline {options.baseline} holds no {mf.MANIFEST} (nor parts of one); point it at the output folder "
+            f"of a finished --method base run."
+        )
+    out = options.out
+    check_writable(out, create=not options.dry_run)
+    jobs = make_jobs(selected, prompts.prompts, options.num_samples, options.seed, name_max)
+    plan = Plan(options, method, method_config, settings, prompts, selected, jobs, shard, shard.take(jobs), {}, 0)
+    records = mf.load_records(out) if out.is_dir() else {}
+    mf.check_signature(records.values(), plan.signature, out)
+    plan.done = {v: r for v, r in records.items() if (out / v).is_file()}
+    plan.orphans = sum(1 for j in plan.mine if j.video not in plan.done and (out / j.video).is_file())
+    return plan
+
+
+def _has_records(folder: Path) -> bool:
+    return (folder / mf.MANIFEST).is_file() or any(mf.parts_dir(folder).glob("*.jsonl"))
+
+
+def _steps_text(steps: list[int]) -> str:
+    return " ".join(map(str, steps)) if steps else "none"
+
+
+def describe(plan: Plan) -> str:
+    """What the run will do: the dry-run output and the header of a real run."""
+    s, o = plan.settings, plan.options
+    p = plan.prompts
+    dup = f"; {p.duplicates} duplicate entries, each generated once" if p.duplicates else ""
+    sliced = f", prompts {o.start}..{o.start + len(plan.selected) - 1} of them" if len(plan.selected) < len(p.prompts) else ""
+    altered = sum(1 for j in plan.jobs if j.altered and j.index == 0)
+    steps = plan.method.plan(plan.method_config, s.num_steps)
+    lines = [
+        f"method     {plan.method.name}: {plan.method.help}",
+        f"config     {json.dumps(plan.method.config_dict(plan.method_config))}",
+        f"prompts    {len(p.prompts)} distinct in {p.source} ({p.entries} entries{dup}){sliced}",
+        f"videos     {len(plan.selected)} prompts x {o.num_samples} samples = {len(plan.jobs)} videos (seed = {s.seed} + sample index)",
+        f"this run   {plan.shard}: {len(plan.mine)} videos, {len(plan.mine) - len(plan.pending)} already done, "
+        f"{len(plan.pending)} to generate",
+        f"generation {'TINY random-weight CPU models, ' if s.tiny else ''}{s.resolution} {s.aspect_ratio}, {s.num_frames} frames, "
+        f"{s.num_steps} steps, cfg {s.cfg_scale}, {s.dtype}, {o.num_gpus} GPU(s) per video",
+        f"output     {plan.out}",
+    ]
+    if steps is None:
+        lines.append("schedule   decided during sampling (depends on the data)")
+    else:
+        skipped = [i for i in range(s.num_steps) if i not in set(steps)]
+        lines += [
+            f"computes   {len(steps)} of {s.num_steps} steps: {_steps_text(list(steps))}",
+            f"skips      {len(skipped)}: {_steps_text(skipped)}",
+            f"passes     {len(steps)} transformer passes per video, {len(steps) * len(plan.jobs)} for the run "
+            f"(base: {s.num_steps * len(plan.jobs)}); predicted transformer-loop speedup {s.num_steps / len(steps):.2f}x",
+        ]
+    if altered:
+        lines.append(f"names      {altered} prompts cannot be file names as they are; see {PROMPT_FILE} after the run")
+    if plan.orphans:
+        lines.append(f"resume     {plan.orphans} videos have no record (interrupted before recording); generated again")
+    return "\n".join(lines)
+
+
+# --- the loop ---------------------------------------------------------------------------------
+@dataclass
+class Sample:
+    """One generated video, as a generator returns it."""
+
+    video: Any
+    latency_transformer_s: float
+    latency_total_s: float
+    pipeline: Any = None  # what the method's stats are read from
+
+
+class Generator(Protocol):
+    def generate(self, prompt: str, seed: int) -> Sample: ...
+
+    def save(self, sample: Sample, path: Path) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Result:
+    generated: int
+    records: list[dict[str, Any]]  # the merged manifest
+    complete: bool
+    summary: str
+    outputs: list[Path]
+
+
+def _record(plan: Plan, job: Job, sample: Sample, warmup: bool) -> dict[str, Any]:
+    stats = plan.method.stats(sample.pipeline) if sample.pipeline is not None else None
+    steps = plan.settings.num_steps
+    computed = list(stats.computed_steps) if stats is not None else list(range(steps))
+    skipped = list(stats.skipped_steps) if stats is not None else []
+    sig = plan.signature
+    return {
+        "video": job.video,
+        "prompt": job.prompt,
+        "index": job.index,
+        "seed": job.seed,
+        "method": sig["method"],
+        "method_config": sig["method_config"],
+        "settings": sig["settings"],
+        "latency_transformer_s": sample.latency_transformer_s,
+        "latency_total_s": sample.latency_total_s,
+        "num_steps": steps,
+        "num_computed": len(computed),
+        "computed_steps": computed,
+        "skipped_steps": skipped,
+        "warmup": warmup,
+        "name_altered": job.altered,
+        "num_gpus": plan.options.num_gpus,
+        "shard": f"{plan.shard.index}/{plan.shard.count}",
+        "host": socket.gethostname(),
+        "finished_at": time.time(),
+        **plan.method.record_extra(stats),
+    }
+
+
+def _write_atomic(generator: Generator, sample: Sample, final: Path) -> None:
+    folder = mf.partial_dir(final.parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    # A short temporary name: the final one may already be near the file-name limit.
+    tmp = folder / f"{hashlib.sha1(final.name.encode('utf-8')).hexdigest()[:16]}-{os.getpid()}.mp4"
+    try:
+        generator.save(sample, tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def run(plan: Plan, make_generator: Callable[[Plan], Generator], progress: bool = True) -> Result:
+    """Generate this process's pending videos, then merge the manifest and, once the whole run
+    is done, write what the method leaves behind and the summary."""
+    pending = plan.pending
+    generated = 0
+    if pending:
+        generator = make_generator(plan)
+        writer = mf.PartWriter(plan.out, plan.shard.index, plan.shard.count)
+        bar = tqdm(total=len(pending), unit="video", desc=plan.method.name, disable=not progress or plan.shard.index != 0)
+        try:
+            for job in pending:
+                sample = generator.generate(job.prompt, job.seed)
+                _write_atomic(generator, sample, plan.out / job.video)
+                record = _record(plan, job, sample, warmup=generated == 0)
+                writer.append(record)
+                plan.done[job.video] = record
+                generated += 1
+                bar.set_postfix(transformer_s=f"{sample.latency_transformer_s:.2f}", refresh=False)
+                bar.update()
+        finally:
+            bar.close()
+            generator.close()
+    return finish(plan, generated)
+
+
+def finish(plan: Plan, generated: int = 0) -> Result:
+    """Merge the manifest; when every video of the run exists, write the method's outputs, the
+    VBench prompt file if some names are stand-ins, and the summary."""
+    order = {j.video: n for n, j in enumerate(plan.jobs)}
+    records = mf.merge(plan.out, order=lambda r: (order.get(r["video"], len(order)), r["video"]))
+    have = {r["video"] for r in records}
+    missing = [j for j in plan.jobs if j.video not in have]
+    outputs: list[Path] = []
+    if missing:
+        summary = (
+            f"{len(plan.jobs) - len(missing)} of {len(plan.jobs)} videos of the run are done ({plan.shard} finished its part); "
+            f"the summary is printed by the process that finishes last, or rerun the same command."
+        )
+        return Result(generated, records, False, summary, outputs)
+    mine = [r for r in records if r["video"] in order]
+    if plan.method.finish is not None:
+        outputs += plan.method.finish(plan.out, mine)
+    if any(j.altered for j in plan.jobs):
+        path = plan.out / PROMPT_FILE
+        mf.write_json_atomic(path, {r["video"]: r["prompt"] for r in records})
+        outputs.append(path)
+    baseline = list(mf.load_records(plan.options.baseline).values()) if plan.options.baseline else None
+    rows = mf.summarize(mine, baseline)
+    summary = mf.format_summary(rows, len(plan.jobs), baseline is not None)
+    return Result(generated, records, True, summary, outputs)
