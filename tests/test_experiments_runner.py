@@ -178,6 +178,9 @@ def test_summary_speedup_against_the_base_run(prompt_file, tmp_path):
     assert "| magcache-fast | 6/6 | 4.000 | 6.000 | 30.0/30 | 2.50x | 2.00x | 5 |" in result.summary
     base_records = list(mf.load_records(base).values())
     assert all(r["num_computed"] == 30 and r["skipped_steps"] == [] for r in base_records)
+    other = tmp_path / "other"
+    result = run(make_plan(options(prompt_file, other, num_steps=10, baseline=base)), FakeGenerator(), progress=False)
+    assert "| - | - | 0 (no video in common with the same settings) |" in result.summary
 
 
 def test_baseline_without_a_manifest_is_an_error(prompt_file, tmp_path):
@@ -200,3 +203,15 @@ def test_calibration_table_is_the_mean_over_videos(tmp_path):
     table = load_ratio_table(path)
     assert table.ratios == pytest.approx((0.9, 0.7)) and table.std == pytest.approx((0.2, 0.2))
     assert table.num_steps == 3 and table.model == "tiny" and table.settings["videos"] == 2
+
+
+def test_pipeline_builder_travels_to_spawned_ranks():
+    import pickle
+
+    import torch
+
+    from magcache_videosys.experiments.generation import PipelineBuilder
+
+    builder = pickle.loads(pickle.dumps(PipelineBuilder(dict, dtype=torch.float16)))
+    assert builder({"a": 1}, device="cpu") == {"a": 1, "dtype": torch.float16, "device": "cpu"}
+    assert builder.__name__ == "dict"

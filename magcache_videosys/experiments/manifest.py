@@ -182,7 +182,7 @@ def _mean(values: list[float]) -> float:
 
 def summarize(records: list[dict[str, Any]], baseline: list[dict[str, Any]] | None = None) -> list[SummaryRow]:
     """Per method: videos, mean latencies over the timed videos, mean passes, and the speedup over
-    ``baseline`` (the base run's records) on the videos both runs generated."""
+    ``baseline`` (the base run's records) on the videos both runs generated with the same settings."""
     base = {r["video"]: r for r in _timed([r for r in baseline or [] if r.get("method") == "base"] or list(baseline or []))}
     rows = []
     for method in dict.fromkeys(r["method"] for r in records):
@@ -195,7 +195,8 @@ def summarize(records: list[dict[str, Any]], baseline: list[dict[str, Any]] | No
             passes=_mean([float(r["num_computed"]) for r in mine]),
             num_steps=int(mine[0]["num_steps"]),
         )
-        pairs = [(base[r["video"]], r) for r in timed if r["video"] in base]
+        # Same video name and the same generation settings: the same prompt, seed and size.
+        pairs = [(base[r["video"]], r) for r in timed if r["video"] in base and base[r["video"]].get("settings") == r.get("settings")]
         if pairs:
             row.update(
                 speedup_transformer=_mean([b["latency_transformer_s"] for b, _ in pairs])
@@ -220,7 +221,7 @@ def format_summary(rows: list[SummaryRow], planned: int, baseline: bool) -> str:
             if row.paired:
                 cells += [f"{row.speedup_transformer:.2f}x", f"{row.speedup_total:.2f}x", str(row.paired)]
             else:
-                cells += ["-", "-", "0 (no video in common)"]
+                cells += ["-", "-", "0 (no video in common with the same settings)"]
         lines.append("| " + " | ".join(cells) + " |")
     timed = sum(r.timed for r in rows)
     videos = sum(r.videos for r in rows)

@@ -8,7 +8,7 @@ at the end of a run. Adding a method is one :func:`register` call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -56,6 +56,7 @@ class Method:
     apply: Callable[[Any, Any], None] = lambda videosys_config, cfg: None
     knobs: tuple[str, ...] = ()
     fixed_by: str = ""  # e.g. "preset opensora-fast (threshold=0.12, ...)": why it takes no knobs
+    knob_method: str = ""  # the method to use instead when the user wants to set the knobs
     plan: Callable[[Any, int], Sequence[int] | None] = lambda cfg, num_steps: list(range(num_steps))
     stats: Callable[[Any], RunStats | None] = lambda pipeline: None
     record_extra: Callable[[RunStats | None], dict[str, Any]] = lambda stats: {}
@@ -87,10 +88,8 @@ def build_config(method: Method, knobs: Mapping[str, Any]) -> Any:
     if extra:
         flags = ", ".join(f"--{KNOBS[k].flag}" for k in extra)
         if method.fixed_by:
-            raise MethodError(
-                f"--method {method.name} is the {method.fixed_by}, which fixes {flags}; drop {flags}, or use "
-                f"--method magcache {flags} ... to set the knobs yourself."
-            )
+            instead = f", or use --method {method.knob_method} {flags} ... to set the knobs yourself" if method.knob_method else ""
+            raise MethodError(f"--method {method.name} is the {method.fixed_by}, which fixes {flags}; drop {flags}{instead}.")
         accepted = ", ".join(f"--{KNOBS[k].flag}" for k in method.knobs) or "no knobs"
         raise MethodError(f"--method {method.name} does not take {flags} (it takes {accepted}).")
     try:
@@ -134,6 +133,7 @@ def _magcache_preset(speed: str) -> Method:
         make_config=lambda knobs: MagCacheConfig.preset(preset),
         apply=enable_magcache,
         fixed_by=_preset_text(preset),
+        knob_method="magcache",
         plan=_magcache_plan,
         stats=_magcache_stats,
         config_dict=_magcache_dict,

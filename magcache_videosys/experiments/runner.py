@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import socket
 import tempfile
@@ -26,8 +25,6 @@ from .methods import Method, build_config, get_method
 from .naming import PROMPT_FILE, assign_stems, video_file
 from .prompts import PromptList, load_prompts, select
 from .sharding import Shard, detect_shard
-
-logger = logging.getLogger("magcache_videosys.experiments")
 
 DTYPES = ("bf16", "fp16", "fp32")
 DEFAULT_MODELS = dict(
@@ -243,7 +240,7 @@ def describe(plan: Plan) -> str:
     steps = plan.method.plan(plan.method_config, s.num_steps)
     lines = [
         f"method     {plan.method.name}: {plan.method.help}",
-        f"config     {json.dumps(plan.method.config_dict(plan.method_config))}",
+        f"config     {json.dumps({k: v for k, v in plan.method.config_dict(plan.method_config).items() if k != 'table_ratios'})}",
         f"prompts    {len(p.prompts)} distinct in {p.source} ({p.entries} entries{dup}){sliced}",
         f"videos     {len(plan.selected)} prompts x {o.num_samples} samples = {len(plan.jobs)} videos (seed = {s.seed} + sample index)",
         f"this run   {plan.shard}: {len(plan.mine)} videos, {len(plan.mine) - len(plan.pending)} already done, "

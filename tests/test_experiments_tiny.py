@@ -1,0 +1,141 @@
+"""End to end with VideoSys: ``experiments/opensora.py --tiny`` generates real mp4 files on the CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.videosys
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "opensora.py"
+FAST_SKIPS = [6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20, 22, 23, 24, 26, 27, 28]
+
+
+@pytest.fixture(scope="module")
+def cli():
+    spec = importlib.util.spec_from_file_location("opensora_experiment_tiny", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def prompts(tmp_path):
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps([{"prompt_en": "a red fox in the snow"}, {"prompt_en": "a red fox in the snow"}]))
+    return path
+
+
+def generate(cli, capsys, *argv):
+    assert cli.main([str(a) for a in argv]) == 0
+    return capsys.readouterr().out
+
+
+def manifest(out):
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def manifest_parts(out):
+    return [json.loads(line) for part in (out / ".magcache" / "parts").glob("*.jsonl") for line in part.read_text().splitlines()]
+
+
+def decode(path):
+    import imageio.v2 as imageio
+
+    reader = imageio.get_reader(str(path))
+    frames = [frame for frame in reader]
+    reader.close()
+    return frames
+
+
+def test_base_writes_playable_videos_and_a_manifest(cli, capsys, prompts, tmp_path):
+    out = tmp_path / "base"
+    text = generate(cli, capsys, "--method", "base", "--tiny", "--steps", "10", "--prompts", prompts, "--num-samples", "1",
+                    "--out", out)
+    assert "1 distinct" in text and "generated 1 videos" in text
+    frames = decode(out / "a red fox in the snow-0.mp4")
+    assert len(frames) == 17 and frames[0].shape[2] == 3 and frames[0].std() > 0
+    [record] = manifest(out)
+    assert record["method"] == "base" and record["computed_steps"] == list(range(10)) and record["skipped_steps"] == []
+    assert 0 < record["latency_transformer_s"] < record["latency_total_s"]
+
+
+def test_magcache_fast_skips_the_preset_steps_and_resumes_without_work(cli, capsys, prompts, tmp_path):
+    out = tmp_path / "fast"
+    args = ["--method", "magcache-fast", "--tiny", "--prompts", prompts, "--num-samples", "1", "--out", out]
+    generate(cli, capsys, *args)
+    assert len(decode(out / "a red fox in the snow-0.mp4")) == 17
+    [record] = manifest(out)
+    assert record["skipped_steps"] == FAST_SKIPS
+    assert record["computed_steps"] == [0, 1, 2, 3, 4, 5, 9, 13, 17, 21, 25, 29] and record["num_computed"] == 12
+    again = generate(cli, capsys, *args)
+    assert "generated 0 videos" in again and "| magcache-fast | 1/1 |" in again
+    assert manifest(out) == [record]
+
+
+def test_calibration_writes_a_table_the_magcache_method_takes(cli, capsys, prompts, tmp_path):
+    out = tmp_path / "calib"
+    text = generate(cli, capsys, "--method", "magcache-calibrate", "--tiny", "--steps", "10", "--prompts", prompts,
+                    "--num-samples", "1", "--out", out)
+    table_path = out / "ratio_table.json"
+    assert f"wrote {table_path}" in text
+    table = json.loads(table_path.read_text())
+    assert table["num_steps"] == 10 and len(table["ratios"]) == 9 and all(r > 0 for r in table["ratios"])
+    assert len(table["std"]) == 9 and len(table["cosine_distance"]) == 9
+    plan = generate(cli, capsys, "--method", "magcache", "--mag-ratios", table_path, "--threshold", "0.5", "--tiny",
+                    "--steps", "10", "--prompts", prompts, "--out", tmp_path / "use", "--dry-run")
+    assert "computes" in plan and "of 10 steps" in plan
+
+
+def test_a_size_videosys_does_not_have_stops_before_any_model(cli, capsys, prompts, tmp_path):
+    code = cli.main(["--method", "base", "--tiny", "--resolution", "999p", "--prompts", str(prompts), "--out", str(tmp_path / "o")])
+    assert code == 2 and "has no size for --resolution 999p" in capsys.readouterr().err
+
+
+def test_engine_path_builds_each_rank_from_the_pickled_config(cli, capsys, tmp_path, monkeypatch):
+    """The GPU path on the CPU: a stand-in engine does what VideoSysEngine does for each rank
+    (unpickle the config, ``config.pipeline_cls(config)``), with the tiny components."""
+    import pickle
+
+    import torch
+
+    from magcache_videosys.tiny import tiny_components
+    from magcache_videosys.videosys_compat import import_videosys
+
+    videosys = import_videosys()
+    ranks = []
+
+    class StandInEngine:
+        def __init__(self, config):
+            rank_config = pickle.loads(pickle.dumps(config))
+            self.driver_worker = rank_config.pipeline_cls(rank_config, device=torch.device("cpu"), **tiny_components())
+            ranks.append(rank_config)
+
+        def generate(self, *args, **kwargs):
+            return self.driver_worker.generate(*args, **kwargs)
+
+    monkeypatch.setattr(videosys, "VideoSysEngine", StandInEngine)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    for key, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "CUDA_VISIBLE_DEVICES": "4,6"}.items():
+        monkeypatch.setenv(key, value)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a lighthouse at night\n")
+    out = tmp_path / "engine"
+    text = generate(cli, capsys, "--method", "magcache", "--threshold", "0.5", "--K", "2", "--dtype", "fp32", "--steps", "10",
+                    "--resolution", "144p", "--frames", "17", "--prompts", prompts, "--num-samples", "2", "--out", out)
+    assert "shard 1/2 (torchrun (RANK/WORLD_SIZE)): 1 videos" in text
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "6"
+    [rank] = ranks
+    assert rank.enable_magcache and rank.magcache_config.threshold == 0.5 and rank.num_sampling_steps == 10
+    assert rank.pipeline_cls.kwargs == {"dtype": torch.float32}
+    assert [p.name for p in out.glob("*.mp4")] == ["a lighthouse at night-1.mp4"]
+    [record] = manifest_parts(out)
+    assert record["seed"] == 1 and record["settings"]["transformer"] == "hpcai-tech/OpenSora-STDiT-v3"
+    assert record["skipped_steps"] and record["num_computed"] + len(record["skipped_steps"]) == 10
+    assert 0 < record["latency_transformer_s"] < record["latency_total_s"]
