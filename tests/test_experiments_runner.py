@@ -215,3 +215,30 @@ def test_pipeline_builder_travels_to_spawned_ranks():
     builder = pickle.loads(pickle.dumps(PipelineBuilder(dict, dtype=torch.float16)))
     assert builder({"a": 1}, device="cpu") == {"a": 1, "dtype": torch.float16, "device": "cpu"}
     assert builder.__name__ == "dict"
+
+
+def _shard_process(prompt_file, out, index, count):
+    import time as _time
+
+    class Slow(FakeGenerator):
+        def generate(self, prompt, seed):
+            _time.sleep(0.01 * ((index + seed) % 3))
+            return super().generate(prompt, seed)
+
+    result = run(make_plan(options(prompt_file, out, shard=f"{index}/{count}", num_samples=3)), Slow(), progress=False)
+    os._exit(0 if result.complete else 3)
+
+
+def test_concurrent_shards_leave_a_complete_manifest(prompt_file, tmp_path):
+    import multiprocessing
+
+    out = tmp_path / "run"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_shard_process, args=(prompt_file, out, i, 4)) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode in (0, 3) for p in procs) and any(p.exitcode == 0 for p in procs)
+    records = [json.loads(line) for line in (out / mf.MANIFEST).read_text().splitlines()]
+    assert len(records) == len({r["video"] for r in records}) == 9 == len(videos(out))

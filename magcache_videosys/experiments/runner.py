@@ -187,10 +187,9 @@ def check_writable(out: Path, create: bool) -> None:
         raise RunError(f"--out {out} is not writable ({exc.strerror or exc}); choose another --out or fix its permissions.") from None
 
 
-def make_jobs(prompts: tuple[str, ...], all_prompts: tuple[str, ...], num_samples: int, seed: int,
-              name_max: int | None = None) -> list[Job]:
+def make_jobs(prompts: tuple[str, ...], all_prompts: tuple[str, ...], num_samples: int, seed: int) -> list[Job]:
     """Every video of the run, prompt by prompt; names come from the whole list, so slices agree."""
-    stems = assign_stems(all_prompts, num_samples, **({"name_max": name_max} if name_max else {}))
+    stems = assign_stems(all_prompts, num_samples)
     return [
         Job(prompt, i, seed + i, video_file(stems[prompt].text, i), stems[prompt].altered)
         for prompt in prompts
@@ -198,12 +197,12 @@ def make_jobs(prompts: tuple[str, ...], all_prompts: tuple[str, ...], num_sample
     ]
 
 
-def make_plan(options: Options, environ: dict[str, str] | None = None, name_max: int | None = None) -> Plan:
+def make_plan(options: Options) -> Plan:
     """Check every option and read what the output folder already holds; loads no model."""
     method = get_method(options.method)
     method_config = build_config(method, options.knobs)
     settings = _settings(options)
-    shard = detect_shard(options.shard, environ)
+    shard = detect_shard(options.shard)
     prompts = load_prompts(options.prompts)
     selected = select(prompts, options.start, options.end, options.limit)
     if options.baseline is not None and not _has_records(options.baseline):
@@ -213,7 +212,7 @@ def make_plan(options: Options, environ: dict[str, str] | None = None, name_max:
         )
     out = options.out
     check_writable(out, create=not options.dry_run)
-    jobs = make_jobs(selected, prompts.prompts, options.num_samples, options.seed, name_max)
+    jobs = make_jobs(selected, prompts.prompts, options.num_samples, options.seed)
     plan = Plan(options, method, method_config, settings, prompts, selected, jobs, shard, shard.take(jobs), {}, 0)
     records = mf.load_records(out) if out.is_dir() else {}
     mf.check_signature(records.values(), plan.signature, out)
