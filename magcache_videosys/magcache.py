@@ -31,7 +31,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "opensora-slow": dict(threshold=0.06, max_skip_steps=1, retention_ratio=0.2),
     "opensora-turbo": dict(threshold=0.24, max_skip_steps=5, retention_ratio=0.2),
 }
-_OPENSORA_TABLE = dict(mag_ratios="opensora-v1.2-30", ratio_power=0.5)
+_OPENSORA_TABLE = dict(mag_ratios="opensora-v1.2", ratio_power=0.5)
 for _preset in PRESETS.values():
     _preset.update(_OPENSORA_TABLE)
 
@@ -78,7 +78,7 @@ class MagCacheConfig:
         if self.mag_ratios is None:
             if not self.calibrate:
                 raise ValueError(
-                    "MagCacheConfig needs mag_ratios (a list, a shipped table name such as 'opensora-v1.2-30', "
+                    "MagCacheConfig needs mag_ratios (a list, a shipped table name such as 'opensora-v1.2', "
                     "or a table file), or calibrate=True to measure them; or use "
                     "MagCacheConfig.preset('opensora-fast')."
                 )

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
+
+from .atomic import write_json_atomic
 
 RESAMPLE_METHODS = ("nearest", "linear")
 _TABLE_PACKAGE = "magcache_videosys.ratio_tables"
@@ -150,22 +151,6 @@ def _linear(values: Sequence[float], length: int) -> tuple[float, ...]:
         frac = pos - lo
         out.append(values[lo] * (1.0 - frac) + values[lo + 1] * frac)
     return tuple(out)
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON to a temporary file in the target folder, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def shipped_tables() -> list[str]:

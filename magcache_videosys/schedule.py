@@ -139,3 +139,18 @@ def plan_schedule(
         ratio = decider.ratios[step - 1] if step > 0 else None
         steps.append(StepPlan(step, skipped, ratio, decider.seen_ratio, decider.seen_err))
     return SchedulePlan(decider.num_steps, float(threshold), int(max_skip_steps), float(retention_ratio), tuple(steps))
+
+
+def sweep(
+    ratios: Sequence[float],
+    thresholds: Sequence[float],
+    max_skip_steps: Sequence[int],
+    retention_ratios: Sequence[float],
+) -> list[SchedulePlan]:
+    """Every (retention ratio, K, threshold) setting's plan, in that nesting order."""
+    return [
+        plan_schedule(ratios, threshold, k, retention)
+        for retention in retention_ratios
+        for k in max_skip_steps
+        for threshold in thresholds
+    ]

@@ -132,7 +132,7 @@ class TinyVideoVAE(nn.Module):
 
     def forward(self, z: torch.Tensor, decode_only: bool = True, num_frames: int | None = None) -> torch.Tensor:
         if not decode_only:
-            raise NotImplementedError("TinyVideoVAE only decodes here; OpenSoraPipeline calls it with decode_only=True.")
+            raise NotImplementedError("TinyVideoVAE.forward only decodes; OpenSoraPipeline passes decode_only=True.")
         return self.decode(z, num_frames)
 
     @staticmethod

@@ -10,7 +10,7 @@ from magcache_videosys import PRESETS, MagCacheConfig, RatioTableError
 def test_fast_preset_is_the_reference_setting():
     cfg = MagCacheConfig.preset("opensora-fast")
     assert (cfg.threshold, cfg.max_skip_steps, cfg.retention_ratio, cfg.ratio_power) == (0.12, 3, 0.2, 0.5)
-    assert cfg.table.name == "opensora-v1.2-30"
+    assert cfg.table.name == "opensora-v1.2"
     assert cfg.ratios_for(30)[0] == pytest.approx(0.93359**0.5)
     assert set(PRESETS) == {"opensora-fast", "opensora-slow", "opensora-turbo"}
     slow, turbo = MagCacheConfig.preset("opensora-slow"), MagCacheConfig.preset("opensora-turbo")
@@ -21,7 +21,7 @@ def test_preset_overrides_and_to_dict():
     cfg = MagCacheConfig.preset("opensora-fast", threshold=0.2)
     assert cfg.threshold == 0.2 and cfg.max_skip_steps == 3
     data = cfg.to_dict()
-    assert data["mag_ratios"] == "opensora-v1.2-30" and data["threshold"] == 0.2 and "table" not in data
+    assert data["mag_ratios"] == "opensora-v1.2" and data["threshold"] == 0.2 and "table" not in data
 
 
 def test_sequence_ratios_are_accepted():

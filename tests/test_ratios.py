@@ -13,15 +13,15 @@ REFERENCE = [0.93359, 0.96484, 0.99609, 1.0, 0.99609, 0.99609, 0.99219, 1.0, 1.0
 
 
 def test_shipped_opensora_table_is_the_reference_table():
-    assert "opensora-v1.2-30" in shipped_tables()
-    table = load_ratio_table("opensora-v1.2-30")
+    assert "opensora-v1.2" in shipped_tables()
+    table = load_ratio_table("opensora-v1.2")
     assert table.ratios == tuple(REFERENCE)
     assert table.num_steps == 30
     assert "Open-Sora 1.2" in table.model and table.source and table.settings["num_frames"] == 51
 
 
 def test_resample_to_same_steps_is_identity():
-    table = load_ratio_table("opensora-v1.2-30")
+    table = load_ratio_table("opensora-v1.2")
     assert table.resample(30) is table
     assert table.resample(30, "linear") is table
 
@@ -29,7 +29,7 @@ def test_resample_to_same_steps_is_identity():
 @pytest.mark.parametrize("steps", [15, 60, 2])
 @pytest.mark.parametrize("method", ["nearest", "linear"])
 def test_resample_keeps_endpoints(steps, method):
-    table = load_ratio_table("opensora-v1.2-30")
+    table = load_ratio_table("opensora-v1.2")
     out = table.resample(steps, method)
     assert out.num_steps == steps
     if steps > 2:
@@ -51,7 +51,7 @@ def test_nearest_equals_numpy_formula_on_shipped_table(steps):
     np = pytest.importorskip("numpy")
     src = np.array(REFERENCE)
     idx = np.round(np.arange(steps - 1) * (len(src) - 1) / (steps - 2)).astype(int)
-    assert load_ratio_table("opensora-v1.2-30").resample(steps).ratios == tuple(src[idx].tolist())
+    assert load_ratio_table("opensora-v1.2").resample(steps).ratios == tuple(src[idx].tolist())
 
 
 def test_linear_interpolates_between_points():
@@ -94,12 +94,12 @@ def test_bad_table_files_are_clear_errors(tmp_path, content, message):
 
 
 def test_unknown_table_name_lists_shipped_ones():
-    with pytest.raises(RatioTableError, match=r"unknown ratio table 'nope'.*opensora-v1.2-30"):
+    with pytest.raises(RatioTableError, match=r"unknown ratio table 'nope'.*opensora-v1.2"):
         load_ratio_table("nope")
 
 
 def test_bad_resample_requests():
-    table = load_ratio_table("opensora-v1.2-30")
+    table = load_ratio_table("opensora-v1.2")
     with pytest.raises(RatioTableError, match="unknown resampling method 'cubic'"):
         table.resample(20, "cubic")
     with pytest.raises(RatioTableError, match="at least 2 steps"):
@@ -109,3 +109,15 @@ def test_bad_resample_requests():
 def test_infinite_value_rejected_in_memory():
     with pytest.raises(RatioTableError, match="finite"):
         RatioTable(ratios=(0.9, math.inf))
+
+
+def test_saved_files_are_readable_like_any_new_file(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        path = RatioTable(ratios=(0.9,)).save(tmp_path / "t.json")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
