@@ -1,0 +1,153 @@
+"""PSNR and SSIM equal straightforward implementations of the reference definitions.
+
+SSIM is checked against ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=1)``: skimage filters the whole frame with reflected
+borders, then averages the map after cropping ``(win_size - 1) // 2 = 5`` pixels from every side,
+where ``win_size = 2 * int(3.5 * 1.5 + 0.5) + 1 = 11``. That crop is exactly the 'valid' region of
+an 11x11 window, so no border value enters and the comparison can be exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import imageio
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from magcache_videosys.metrics.psnr import psnr_frames
+from magcache_videosys.metrics.ssim import gaussian_window, ssim_frames
+from magcache_videosys.metrics.video_io import read_video
+
+TOL = 1e-5
+
+
+def straightforward_psnr(ref: np.ndarray, gen: np.ndarray) -> list[float]:
+    values = []
+    for a, b in zip(ref, gen):
+        mse = np.mean((a.astype(np.float64) / 255.0 - b.astype(np.float64) / 255.0) ** 2)
+        values.append(100.0 if mse < 1e-10 else 20 * math.log10(1 / math.sqrt(mse)))
+    return values
+
+
+def skimage_ssim(ref: np.ndarray, gen: np.ndarray) -> list[float]:
+    return [
+        structural_similarity(
+            a / 255.0,
+            b / 255.0,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=1.0,
+            channel_axis=2,
+        )
+        for a, b in zip(ref, gen)
+    ]
+
+
+@pytest.fixture(scope="module")
+def decoded_pair(tmp_path_factory) -> tuple[np.ndarray, np.ndarray]:
+    """A real mp4 pair: smooth random content, and the same with Gaussian noise, both decoded."""
+    rng = np.random.default_rng(1)
+    coarse = torch.from_numpy(rng.random((6, 3, 6, 8)) * 255)
+    smooth = torch.nn.functional.interpolate(coarse, size=(40, 56), mode="bicubic", align_corners=False)
+    reference = smooth.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    generated = np.clip(reference + rng.normal(0, 12, reference.shape), 0, 255).astype(np.uint8)
+    folder = tmp_path_factory.mktemp("videos")
+    for name, video in (("ref.mp4", reference), ("gen.mp4", generated)):
+        imageio.mimwrite(folder / name, list(video), fps=8, macro_block_size=1)
+    return read_video(folder / "ref.mp4"), read_video(folder / "gen.mp4")
+
+
+def test_gaussian_window_is_the_normalised_11_tap_sigma_1_5_kernel():
+    g = gaussian_window(torch.float64)
+    x = np.arange(11) - 5
+    expected = np.exp(-(x**2) / (2 * 1.5**2))
+    np.testing.assert_allclose(g.numpy(), expected / expected.sum(), rtol=1e-12)
+
+
+def test_psnr_equals_straightforward_on_decoded_video(decoded_pair):
+    ref, gen = decoded_pair
+    ours = psnr_frames(torch.from_numpy(ref), torch.from_numpy(gen)).numpy()
+    expected = straightforward_psnr(ref, gen)
+    assert 15 < min(expected) < max(expected) < 40  # a real, noisy comparison
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=TOL)
+
+
+def test_ssim_equals_skimage_on_decoded_video(decoded_pair):
+    ref, gen = decoded_pair
+    ours = ssim_frames(torch.from_numpy(ref), torch.from_numpy(gen)).numpy()
+    expected = skimage_ssim(ref, gen)
+    assert 0.2 < min(expected) < max(expected) < 0.95
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=TOL)
+
+
+def test_float_frames_in_unit_range_give_the_same_values(decoded_pair):
+    ref, gen = (torch.from_numpy(v[:3]) for v in decoded_pair)
+    as_float = ref.double() / 255, gen.double() / 255
+    np.testing.assert_allclose(psnr_frames(*as_float), psnr_frames(ref, gen), atol=TOL)
+    np.testing.assert_allclose(ssim_frames(*as_float), ssim_frames(ref, gen), atol=TOL)
+
+
+def test_one_frame_at_a_time_equals_the_whole_batch(decoded_pair):
+    ref, gen = (torch.from_numpy(v) for v in decoded_pair)
+    for metric in (psnr_frames, ssim_frames):
+        batched = metric(ref, gen)
+        single = torch.cat([metric(ref[i : i + 1], gen[i : i + 1]) for i in range(ref.shape[0])])
+        torch.testing.assert_close(batched, single, rtol=0, atol=1e-9)
+
+
+def _frames(*values: int, size: tuple[int, int] = (32, 48)) -> torch.Tensor:
+    return torch.stack([torch.full((*size, 3), v, dtype=torch.uint8) for v in values])
+
+
+@pytest.mark.parametrize(
+    "ref_values, gen_values",
+    [
+        ((128, 0, 255), (128, 0, 255)),  # identical constant frames
+        ((100, 30), (120, 31)),  # different constants
+        ((0, 255), (255, 0)),  # black vs white
+    ],
+)
+def test_constant_frames_match_skimage_and_numpy(ref_values, gen_values):
+    ref, gen = _frames(*ref_values), _frames(*gen_values)
+    np.testing.assert_allclose(ssim_frames(ref, gen), skimage_ssim(ref.numpy(), gen.numpy()), atol=TOL)
+    np.testing.assert_allclose(psnr_frames(ref, gen), straightforward_psnr(ref.numpy(), gen.numpy()), atol=TOL)
+
+
+def test_identical_videos_give_psnr_100_and_ssim_1(decoded_pair):
+    ref = torch.from_numpy(decoded_pair[0])
+    assert psnr_frames(ref, ref.clone()).tolist() == [100.0] * ref.shape[0]
+    np.testing.assert_allclose(ssim_frames(ref, ref.clone()), 1.0, atol=1e-6)
+
+
+def test_black_vs_white_values():
+    black, white = _frames(0), _frames(255)
+    assert psnr_frames(black, white).item() == 0.0
+    c1 = 0.01**2
+    assert ssim_frames(black, white).item() == pytest.approx(c1 / (1 + c1), abs=1e-7)
+
+
+def test_psnr_is_100_below_the_reference_mse_floor_only():
+    # 3 x 256 x 256 values, one off by 1/255: MSE 7.8e-11 < 1e-10, so the reference says 100
+    ref = torch.zeros((1, 256, 256, 3), dtype=torch.uint8)
+    gen = ref.clone()
+    gen[0, 7, 9, 1] = 1
+    assert psnr_frames(ref, gen).item() == 100.0 == straightforward_psnr(ref.numpy(), gen.numpy())[0]
+    # twice the error: MSE 1.6e-10, a finite PSNR
+    gen[0, 8, 9, 1] = 1
+    expected = straightforward_psnr(ref.numpy(), gen.numpy())[0]
+    assert expected < 100 and psnr_frames(ref, gen).item() == pytest.approx(expected, abs=TOL)
+
+
+def test_ssim_rejects_frames_smaller_than_the_window():
+    small = torch.zeros((1, 10, 30, 3), dtype=torch.uint8)
+    with pytest.raises(ValueError, match="11x11"):
+        ssim_frames(small, small)
+
+
+def test_shape_mismatch_is_rejected():
+    with pytest.raises(ValueError, match="shapes differ"):
+        psnr_frames(_frames(0), _frames(0, size=(32, 40)))
