@@ -1,0 +1,46 @@
+"""LPIPS / SSIM / PSNR of every generated video against the reference video of the same name.
+
+    python eval/common_metrics/eval.py --gt_video_dir samples/base --generated_video_dir samples/magcache_fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from magcache_videosys.metrics.cli import add_common_options, evaluation_settings, lpips_from_args
+from magcache_videosys.metrics.errors import MetricsError
+from magcache_videosys.metrics.evaluate import evaluate, format_summary, write_results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gt_video_dir", required=True, help="folder of reference (uncached) videos")
+    parser.add_argument("--generated_video_dir", required=True, help="folder of accelerated videos, same file names")
+    parser.add_argument("--out", help="write OUT.json (per-video and mean values) and OUT.csv (one row per video)")
+    parser.add_argument("--worst", type=int, default=5, help="how many worst videos to list by LPIPS and PSNR")
+    add_common_options(parser)
+    args = parser.parse_args(argv)
+    try:
+        lpips_model = lpips_from_args(args)
+        (result,) = evaluate(
+            args.gt_video_dir,
+            [args.generated_video_dir],
+            metrics=args.metrics,
+            device=args.device,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            allow_missing=args.allow_missing,
+            skip_bad=args.skip_bad,
+            lpips_model=lpips_model,
+        )
+        print(format_summary(result, worst=args.worst))
+        if args.out:
+            for path in write_results(result, args.out, evaluation_settings(args, lpips_model)):
+                print(f"wrote {path}")
+    except MetricsError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

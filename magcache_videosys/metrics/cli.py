@@ -1,0 +1,57 @@
+"""Options shared by ``eval.py`` and ``batch_eval.py``, so both spell and check them the same way."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import torch
+
+from .errors import MetricsError
+from .evaluate import METRICS, default_device, parse_metrics
+from .lpips import LPIPSAlex, load_lpips
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics", default=",".join(METRICS), help="comma-separated subset of %(default)s")
+    parser.add_argument("--device", default=default_device(), help="torch device (default: %(default)s)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="frames per metric call (default: 2 on CPU, 32 on GPU)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding threads, 0 decodes inline"
+    )
+    parser.add_argument(
+        "--allow-missing", action="store_true", help="evaluate the videos both folders hold and list the rest"
+    )
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="skip unreadable, truncated or mismatched videos and list them"
+    )
+    parser.add_argument("--lpips-weights", help="AlexNet checkpoint (default: torch hub cache)")
+    parser.add_argument("--lpips-heads", help="LPIPS v0.1 alex.pth heads (default: from the installed lpips package)")
+
+
+def _check_device(device: str) -> None:
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise MetricsError(f"bad --device {device!r}: {exc}") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise MetricsError(f"--device {device} asked for, but CUDA is not available here; pass --device cpu")
+
+
+def lpips_from_args(args: argparse.Namespace) -> LPIPSAlex | None:
+    """Check the device and load LPIPS weights before any video is decoded, so a missing file fails fast."""
+    _check_device(args.device)
+    if "lpips" not in parse_metrics(args.metrics):
+        return None
+    return load_lpips(args.lpips_weights, args.lpips_heads, args.device)
+
+
+def evaluation_settings(args: argparse.Namespace, lpips_model: LPIPSAlex | None) -> dict[str, Any]:
+    """What a result file records about how it was made."""
+    settings: dict[str, Any] = {"device": args.device, "batch_size": args.batch_size, "torch": torch.__version__}
+    if lpips_model is not None and lpips_model.weight_files:
+        settings["lpips_weights"] = [str(p) for p in lpips_model.weight_files]
+    return settings

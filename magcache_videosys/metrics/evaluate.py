@@ -1,0 +1,346 @@
+"""The batched driver: decode in a thread pool, score frame chunks, average like the reference.
+
+Decoding runs in ffmpeg subprocesses fed by ``workers`` threads, a few videos ahead of the
+metrics, so a run is bound by whichever is slower. On CPU, frame chunks are scored by one thread
+per core with single-threaded torch ops: small cache-resident chunks in parallel beat torch's own
+intra-op threading, which stalls whenever the decoders hold a core. A reference video is decoded
+once however many generated folders are compared with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .errors import MetricsError
+from .lpips import MIN_SIZE as LPIPS_MIN_SIZE
+from .lpips import LPIPSAlex, load_lpips
+from .outputs import write_csv, write_json
+from .psnr import psnr_frames
+from .ssim import WINDOW as SSIM_WINDOW
+from .ssim import ssim_frames
+from .video_io import VideoPairing, align_reference, pair_videos, read_video
+
+METRICS = ("psnr", "ssim", "lpips")
+LOWER_IS_BETTER = {"psnr": False, "ssim": False, "lpips": True}
+MIN_FRAME_SIZE = {"psnr": 1, "ssim": SSIM_WINDOW, "lpips": LPIPS_MIN_SIZE}
+CPU_BATCH_SIZE = 2  # frames per chunk on CPU: the chunk's working set stays in cache
+GPU_BATCH_SIZE = 32
+
+
+def parse_metrics(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """``"psnr,ssim"`` -> ``("psnr", "ssim")``, in the order given, unknown names rejected."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    chosen: list[str] = []
+    for name in (n.strip().lower() for n in names):
+        if name not in METRICS:
+            raise MetricsError(f"unknown metric {name!r}; choose from {','.join(METRICS)}")
+        if name not in chosen:
+            chosen.append(name)
+    if not chosen:
+        raise MetricsError(f"no metric chosen; choose from {','.join(METRICS)}")
+    return tuple(chosen)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class FrameScorer:
+    """Scores aligned frame chunks ``(N, H, W, 3)`` with the chosen metrics on one device."""
+
+    def __init__(self, metrics: Sequence[str], device: torch.device | str, lpips_model: LPIPSAlex | None = None):
+        self.metrics = parse_metrics(metrics)
+        self.device = torch.device(device)
+        self.lpips: LPIPSAlex | None = None
+        self._functions: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+            "psnr": psnr_frames,
+            "ssim": ssim_frames,
+        }
+        if "lpips" in self.metrics:
+            self.lpips = (lpips_model or load_lpips(device=self.device)).to(self.device)
+            self._functions["lpips"] = self.lpips
+
+    def check_size(self, height: int, width: int, name: str) -> None:
+        """Frames too small for a metric's window are an input error, named like the others."""
+        for metric in self.metrics:
+            smallest = MIN_FRAME_SIZE[metric]
+            if height < smallest or width < smallest:
+                raise MetricsError(
+                    f"{name}: frames are {width}x{height}, {metric.upper()} needs at least {smallest}x{smallest}"
+                )
+
+    def __call__(self, reference: torch.Tensor, generated: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: self._functions[name](reference, generated).cpu() for name in self.metrics}
+
+
+@dataclass
+class VideoScore:
+    """Per-frame values of one video pair."""
+
+    name: str
+    frames: int
+    values: dict[str, np.ndarray]
+
+    def mean(self, metric: str) -> float:
+        return float(self.values[metric].mean())
+
+
+@dataclass
+class PairResult:
+    """Scores of one generated folder against its reference folder."""
+
+    reference_dir: Path
+    generated_dir: Path
+    metrics: tuple[str, ...]
+    missing_in_generated: tuple[str, ...] = ()
+    missing_in_reference: tuple[str, ...] = ()
+    videos: list[VideoScore] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def per_frame_index(self, metric: str) -> np.ndarray:
+        """Mean over videos at each frame index (videos shorter than an index do not count there)."""
+        longest = max(video.frames for video in self.videos)
+        sums, counts = np.zeros(longest), np.zeros(longest)
+        for video in self.videos:
+            sums[: video.frames] += video.values[metric]
+            counts[: video.frames] += 1
+        return sums / counts
+
+    def mean(self, metric: str) -> float:
+        """The reference's number: mean over videos per frame index, then over frame indices."""
+        return float(self.per_frame_index(metric).mean())
+
+    def worst(self, metric: str, count: int = 5) -> list[VideoScore]:
+        return sorted(self.videos, key=lambda v: v.mean(metric), reverse=LOWER_IS_BETTER[metric])[:count]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference_dir": str(self.reference_dir),
+            "generated_dir": str(self.generated_dir),
+            "metrics": list(self.metrics),
+            "num_videos": len(self.videos),
+            "mean": {m: self.mean(m) for m in self.metrics},
+            "per_frame_index_mean": {m: self.per_frame_index(m).tolist() for m in self.metrics},
+            "videos": [{"name": v.name, "frames": v.frames, **{m: v.mean(m) for m in self.metrics}} for v in self.videos],
+            "left_out": {
+                "missing_in_generated": list(self.missing_in_generated),
+                "missing_in_reference": list(self.missing_in_reference),
+            },
+            "skipped": [{"name": name, "reason": reason} for name, reason in self.skipped.items()],
+        }
+
+
+def write_results(result: PairResult, out: str | Path, settings: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """``out`` (``.json`` added if absent) gets the full result, the ``.csv`` beside it one row per video."""
+    out = Path(out)
+    base = out.with_suffix("") if out.suffix.lower() in (".json", ".csv") else out
+    data = result.to_dict()
+    if settings:
+        data["settings"] = settings
+    json_path = write_json(base.with_name(base.name + ".json"), data)
+    rows = ([v.name, v.frames, *(f"{v.mean(m):.6f}" for m in result.metrics)] for v in result.videos)
+    csv_path = write_csv(base.with_name(base.name + ".csv"), ["video", "frames", *result.metrics], rows)
+    return json_path, csv_path
+
+
+_UNITS = {"psnr": " dB", "ssim": "", "lpips": ""}
+
+
+def format_summary(result: PairResult, worst: int = 5) -> str:
+    """Means, what was left out or skipped, and the worst videos by LPIPS and PSNR."""
+    frames = sorted({v.frames for v in result.videos})
+    lines = [
+        f"{result.generated_dir} vs {result.reference_dir}: {len(result.videos)} videos, "
+        f"{'/'.join(map(str, frames))} frames",
+        "  " + "   ".join(f"{m.upper()} {result.mean(m):.4f}{_UNITS[m]}" for m in result.metrics),
+    ]
+    if result.missing_in_generated or result.missing_in_reference:
+        lines.append(
+            f"  left out (--allow-missing): {len(result.missing_in_generated)} only in the reference folder, "
+            f"{len(result.missing_in_reference)} only in the generated folder"
+        )
+    for name, reason in result.skipped.items():
+        lines.append(f"  skipped (--skip-bad): {name}: {reason}")
+    for metric in ("lpips", "psnr"):
+        if metric in result.metrics and worst > 0:
+            shown = ", ".join(f"{v.name} {v.mean(metric):.4f}" for v in result.worst(metric, worst))
+            lines.append(f"  worst by {metric.upper()}: {shown}")
+    return "\n".join(lines)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc malloc.h)
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed blocks for reuse instead of handing them back to the OS.
+
+    Every frame allocates a few buffers of several MB; by default glibc unmaps them on free and the
+    next frame page-faults them in again, which triples the CPU time of SSIM. The setting lasts for
+    the process (freed memory stays reserved). No-op where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+
+
+@contextlib.contextmanager
+def scoring_context(device: torch.device | str) -> Iterator[ThreadPoolExecutor | None]:
+    """Set up exact, fast scoring on ``device``; yields the chunk thread pool to pass to ``score_video``.
+
+    CUDA: no TF32 (it would cost SSIM and LPIPS three decimal digits). CPU: freed memory kept for
+    reuse, and one scoring thread per torch thread, each running single-threaded torch ops; the
+    thread setting is restored on exit.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False):
+            yield None
+        return
+    keep_freed_memory()
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield None
+        return
+    torch.set_num_threads(1)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="metrics")
+    try:
+        yield pool
+    finally:
+        pool.shutdown()
+        torch.set_num_threads(threads)
+
+
+class _Decoder:
+    """Decodes videos ahead of use in worker threads (inline when ``workers`` is 0)."""
+
+    def __init__(self, workers: int):
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers > 0 else None
+
+    def submit(self, path: Path) -> Future | Path:
+        return self.pool.submit(read_video, path) if self.pool else path
+
+    @staticmethod
+    def result(job: Future | Path) -> np.ndarray:
+        return job.result() if isinstance(job, Future) else read_video(job)
+
+    def close(self) -> None:
+        if self.pool:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def score_video(
+    scorer: FrameScorer,
+    reference: torch.Tensor,
+    generated: torch.Tensor,
+    batch_size: int,
+    pool: ThreadPoolExecutor | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-frame values of one aligned video pair, scored ``batch_size`` frames at a time."""
+    chunks = [(start, start + batch_size) for start in range(0, generated.shape[0], batch_size)]
+
+    def run(chunk: tuple[int, int]) -> dict[str, torch.Tensor]:
+        return scorer(reference[chunk[0] : chunk[1]], generated[chunk[0] : chunk[1]])
+
+    parts = list(pool.map(run, chunks)) if pool else [run(c) for c in chunks]
+    return {m: torch.cat([p[m] for p in parts]).numpy() for m in scorer.metrics}
+
+
+def evaluate(
+    reference_dir: str | Path,
+    generated_dirs: Sequence[str | Path],
+    metrics: str | Sequence[str] = METRICS,
+    device: torch.device | str | None = None,
+    batch_size: int | None = None,
+    workers: int = 4,
+    allow_missing: bool = False,
+    skip_bad: bool = False,
+    lpips_model: LPIPSAlex | None = None,
+    progress: bool = True,
+) -> list[PairResult]:
+    """Score each generated folder against ``reference_dir``; one result per generated folder.
+
+    Problems with single videos (unreadable, truncated, too few frames, too small) raise a
+    MetricsError naming the file, or with ``skip_bad`` are recorded in ``PairResult.skipped``.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device or default_device())
+    scorer = FrameScorer(metrics, device, lpips_model)
+    if batch_size is None:
+        batch_size = GPU_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE
+    if batch_size < 1:
+        raise MetricsError("--batch-size must be at least 1")
+    pairings: list[VideoPairing] = [pair_videos(reference_dir, g, allow_missing) for g in generated_dirs]
+    results = [
+        PairResult(p.reference_dir, p.generated_dir, scorer.metrics, p.missing_in_generated, p.missing_in_reference)
+        for p in pairings
+    ]
+    members = [set(p.names) for p in pairings]
+    names = sorted(set().union(*members))
+    units = deque((name, [i for i, m in enumerate(members) if name in m]) for name in names)
+
+    decoder = _Decoder(workers)
+    ahead = max(1, math.ceil(max(workers, 1) / (1 + len(generated_dirs)))) + 1
+    pending: deque = deque()
+    bar = tqdm(total=len(names), unit="video", disable=not progress, dynamic_ncols=True)
+    frames_done, start = 0, time.perf_counter()
+
+    def refill() -> None:
+        while units and len(pending) < ahead:
+            name, targets = units.popleft()
+            ref_job = decoder.submit(pairings[targets[0]].reference(name))
+            gen_jobs = [(i, decoder.submit(pairings[i].generated(name))) for i in targets]
+            pending.append((name, ref_job, gen_jobs))
+
+    def fail(name: str, targets: Sequence[int], error: MetricsError) -> None:
+        if not skip_bad:
+            raise error
+        for i in targets:
+            results[i].skipped[name] = str(error)
+
+    try:
+        with scoring_context(device) as compute_pool:
+            refill()
+            while pending:
+                name, ref_job, gen_jobs = pending.popleft()
+                refill()
+                try:
+                    reference = torch.from_numpy(decoder.result(ref_job)).to(device)
+                except MetricsError as error:
+                    fail(name, [i for i, _ in gen_jobs], error)
+                    bar.update()
+                    continue
+                for i, job in gen_jobs:
+                    try:
+                        generated = torch.from_numpy(decoder.result(job)).to(device)
+                        scorer.check_size(generated.shape[1], generated.shape[2], name)
+                        aligned = align_reference(reference, tuple(generated.shape), name)
+                    except MetricsError as error:
+                        fail(name, [i], error)
+                        continue
+                    values = score_video(scorer, aligned, generated, batch_size, compute_pool)
+                    results[i].videos.append(VideoScore(name, generated.shape[0], values))
+                    frames_done += generated.shape[0]
+                bar.update()
+                bar.set_postfix_str(f"{frames_done / (time.perf_counter() - start):.0f} frame pairs/s", refresh=False)
+    finally:
+        bar.close()
+        decoder.close()
+    for result in results:
+        if not result.videos:
+            raise MetricsError(f"no video of {result.generated_dir} could be evaluated: {result.skipped}")
+    return results
