@@ -24,6 +24,12 @@ class StackBinding:
     blocks: Sequence[nn.Module]
     run_info: Callable[[tuple, dict], RunInfo | None]
     hidden_name: str = "hidden_states"
+    #: The first block's timestep-modulated input, from that block's call arguments (TeaCache's
+    #: signal); None where the adapter does not know how the block modulates its input.
+    modulated_input: Callable[[tuple, dict], torch.Tensor] | None = None
+    #: Sums a small tensor in place over the ranks that split one model call between them
+    #: (sequence or CFG parallelism), so data-dependent decisions agree on every rank.
+    all_reduce: Callable[[torch.Tensor], None] | None = None
 
     def hidden(self, args: tuple, kwargs: dict) -> torch.Tensor:
         """The running activation a block was called with."""

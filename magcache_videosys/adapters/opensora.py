@@ -4,15 +4,23 @@ The forward runs ``spatial_blocks[i]`` then ``temporal_blocks[i]`` for every dep
 execution order is S0 T0 S1 T1 ... The RFLOW sampler passes ``all_timesteps`` (a list built once
 per sampling run) to every call: as a keyword upstream, positionally in the older copy. That list
 is the run's identity and its length the run's step count.
+
+Every block is called as ``STDiT3Block.forward(x, y, t, mask, x_mask, t0, T, S, timestep,
+all_timesteps=None)`` with ``t`` the timestep embedding after ``t_block`` (``t_mlp``); the older copy
+passes ``all_timesteps`` on to the blocks, upstream does not.
 """
 
 from __future__ import annotations
 
 import inspect
+from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from .base import BlockStackAdapter, RunInfo, StackBinding
+
+_FEEDS_TIMESTEPS = "_magcache_videosys_feeds_all_timesteps"
 
 
 class STDiT3Adapter(BlockStackAdapter):
@@ -30,8 +38,7 @@ class STDiT3Adapter(BlockStackAdapter):
                 "blocks; the block stack must pair them one to one."
             )
         blocks = [b for pair in zip(module.spatial_blocks, module.temporal_blocks) for b in pair]
-        params = list(inspect.signature(module.forward).parameters)
-        position = params.index("all_timesteps") if "all_timesteps" in params else None
+        timesteps_of = _timesteps_reader(module)
         depth = len(module.spatial_blocks)
 
         def run_info(args: tuple, kwargs: dict) -> RunInfo | None:
@@ -41,11 +48,89 @@ class STDiT3Adapter(BlockStackAdapter):
                     f"STDiT3 called with valid_depth={valid_depth} of {depth}: block-stack caching needs the "
                     "whole stack to run; disable caching for partial-depth calls."
                 )
-            timesteps = kwargs.get("all_timesteps")
-            if timesteps is None and position is not None and len(args) > position:
-                timesteps = args[position]
+            timesteps = timesteps_of(args, kwargs)
             if timesteps is None:
                 return None
             return timesteps, len(timesteps)
 
-        return StackBinding(blocks=blocks, run_info=run_info, hidden_name="x")
+        return StackBinding(
+            blocks=blocks,
+            run_info=run_info,
+            hidden_name="x",
+            modulated_input=_modulated_input(module.spatial_blocks[0]),
+            all_reduce=lambda values: _all_reduce(module, values),
+        )
+
+
+def _modulated_input(first: nn.Module) -> Callable[[tuple, dict], torch.Tensor]:
+    """The first spatial block's attention input before attention: ``norm1(x)`` modulated with
+    the shift and scale its ``scale_shift_table`` and ``t`` give (STDiT3Block's ``t2i_modulate``)."""
+    t_index = _position(first, "t")
+
+    def modulated_input(args: tuple, kwargs: dict) -> torch.Tensor:
+        x = args[0] if args else kwargs["x"]
+        t = args[t_index] if len(args) > t_index else kwargs["t"]
+        shift, scale = (first.scale_shift_table[None] + t.reshape(x.shape[0], 6, -1)).chunk(6, dim=1)[:2]
+        return first.norm1(x) * (1 + scale) + shift
+
+    return modulated_input
+
+
+def _all_reduce(module: nn.Module, values: torch.Tensor) -> None:
+    # Sequence parallelism shards the tokens, CFG parallelism the [cond, uncond] batch: summing over
+    # both groups gives every rank the same numbers. No group on one device: nothing to do.
+    manager = getattr(module, "parallel_manager", None)
+    for group in (getattr(manager, "sp_group", None), getattr(manager, "cp_group", None)):
+        if group is not None:
+            torch.distributed.all_reduce(values, group=group)
+
+
+def _position(block: nn.Module, name: str) -> int | None:
+    """Index of ``name`` among a block's positional call arguments (``self`` not counted)."""
+    params = list(inspect.signature(type(block).forward).parameters)[1:]
+    return params.index(name) if name in params else None
+
+
+def _timesteps_reader(module: nn.Module) -> Callable[[tuple, dict], Any]:
+    """Reads ``all_timesteps`` from a transformer call: a keyword upstream, positional in the older copy."""
+    params = list(inspect.signature(module.forward).parameters)
+    position = params.index("all_timesteps") if "all_timesteps" in params else None
+
+    def timesteps_of(args: tuple, kwargs: dict) -> Any:
+        timesteps = kwargs.get("all_timesteps")
+        if timesteps is None and position is not None and len(args) > position:
+            timesteps = args[position]
+        return timesteps
+
+    return timesteps_of
+
+
+def feed_all_timesteps(module: nn.Module) -> None:
+    """Hand every block call the ``all_timesteps`` list the transformer was called with.
+
+    Upstream VideoSys's ``STDiT3.forward`` calls its blocks without it, yet PAB's MLP broadcast
+    (on in ``OpenSoraPABConfig()``) reads it in every block: ``if key not in all_timesteps`` fails
+    with ``TypeError: argument of type 'NoneType' is not iterable`` at the first step. The older copy
+    passes the list itself; there these hooks find it present and change nothing. Idempotent.
+    """
+    if getattr(module, _FEEDS_TIMESTEPS, False):
+        return
+    timesteps_of = _timesteps_reader(module)
+    current: dict[str, Any] = {"timesteps": None}
+
+    def remember(_: nn.Module, args: tuple, kwargs: dict) -> None:
+        current["timesteps"] = timesteps_of(args, kwargs)
+
+    module.register_forward_pre_hook(remember, with_kwargs=True)
+    for block in [*module.spatial_blocks, *module.temporal_blocks]:
+        position = _position(block, "all_timesteps")
+        if position is None:
+            continue
+
+        def fill(_: nn.Module, args: tuple, kwargs: dict, position: int = position) -> tuple[tuple, dict] | None:
+            if len(args) > position or kwargs.get("all_timesteps") is not None:
+                return None
+            return args, {**kwargs, "all_timesteps": current["timesteps"]}
+
+        block.register_forward_pre_hook(fill, with_kwargs=True)
+    setattr(module, _FEEDS_TIMESTEPS, True)
