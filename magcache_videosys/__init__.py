@@ -6,10 +6,21 @@ from typing import Any
 
 from .adapters import UnsupportedModelError, register_adapter, supported_models
 from .magcache import PRESETS, MagCacheConfig, apply_magcache, remove_magcache
-from .plugin import CachedPipeline, disable_magcache, enable_magcache, get_stats
+from .plugin import (
+    CachedPipeline,
+    disable_magcache,
+    disable_pab,
+    disable_teacache,
+    enable_magcache,
+    enable_pab,
+    enable_teacache,
+    get_stats,
+)
 from .ratios import RatioTable, RatioTableError, load_ratio_table, shipped_tables
 from .schedule import plan_schedule
 from .stats import RunStats
+from .teacache import PRESETS as TEACACHE_PRESETS
+from .teacache import TeaCacheConfig, apply_teacache, remove_teacache
 
 __version__ = "0.1.0"
 
@@ -33,15 +44,23 @@ __all__ = [
     "RatioTable",
     "RatioTableError",
     "RunStats",
+    "TEACACHE_PRESETS",
+    "TeaCacheConfig",
     "UnsupportedModelError",
     "apply_magcache",
+    "apply_teacache",
     "disable_magcache",
+    "disable_pab",
+    "disable_teacache",
     "enable_magcache",
+    "enable_pab",
+    "enable_teacache",
     "get_stats",
     "load_ratio_table",
     "plan_schedule",
     "register_adapter",
     "remove_magcache",
+    "remove_teacache",
     "shipped_tables",
     "supported_models",
 ]

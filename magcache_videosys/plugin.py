@@ -4,7 +4,8 @@ pipeline, or the transformer itself.
 A config is the only thing that reaches the worker processes ``VideoSysEngine`` spawns for
 ``num_gpus > 1`` (each rank calls ``config.pipeline_cls(config)``), so enabling on a config stores
 the method's settings on it and swaps ``pipeline_cls`` for :class:`CachedPipeline`, a picklable
-builder that installs the method on every rank's freshly built pipeline.
+builder that installs the method on every rank's freshly built pipeline. VideoSys's own PAB,
+the other baseline, is turned on the same way (:func:`enable_pab`), never together with a cache.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import Any, Callable
 from torch import nn
 
 from .adapters import UnsupportedModelError, find_adapter, supported_models, supported_pipelines
+from .adapters.opensora import feed_all_timesteps
 from .hooks import BlockStackCache, get_cache
 from .magcache import MagCacheConfig, apply_magcache
 from .stats import RunStats
+from .teacache import TeaCacheConfig, apply_teacache
 
 
 @dataclass(frozen=True)
@@ -32,19 +35,23 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "magcache": Method("magcache", MagCacheConfig, apply_magcache, "MagCache"),
+    "teacache": Method("teacache", TeaCacheConfig, apply_teacache, "TeaCache"),
 }
 
 
 class CachedPipeline:
     """Stands in for ``config.pipeline_cls``: builds the VideoSys pipeline, then installs the
-    caching method the config carries. Picklable (it holds only the pipeline class), so it travels
-    with the config into every spawned rank."""
+    caching method the config carries (or, with PAB on, the fix :func:`enable_pab` describes).
+    Picklable (it holds only the pipeline class), so it travels with the config into every
+    spawned rank."""
 
     def __init__(self, pipeline_cls: type) -> None:
         self.pipeline_cls = pipeline_cls
 
     def __call__(self, config: Any, *args: Any, **kwargs: Any) -> Any:
         pipeline = self.pipeline_cls(config, *args, **kwargs)
+        if getattr(config, "enable_pab", False):
+            feed_all_timesteps(_transformer(pipeline))
         for method in METHODS.values():
             if getattr(config, f"enable_{method.name}", False):
                 _install(pipeline, method, getattr(config, f"{method.name}_config"))
@@ -96,7 +103,7 @@ def _check_no_pab(config: Any) -> None:
     if getattr(config, "enable_pab", False):
         raise ValueError(
             "PAB is enabled on this VideoSys config; PAB and step caching both reuse work inside the block "
-            "stack and do not combine. Set enable_pab=False, or compare them as separate runs."
+            "stack and do not combine. Set enable_pab=False (disable_pab(config)), or compare them as separate runs."
         )
 
 
@@ -122,6 +129,15 @@ def enable(target: Any, method_name: str, cfg: Any) -> Any:
 
 
 def _enable_on_config(config: Any, method: Method, cfg: Any) -> None:
+    _check_pipeline(config)
+    _check_no_pab(config)
+    _check_no_method(config)
+    setattr(config, f"enable_{method.name}", True)
+    setattr(config, f"{method.name}_config", cfg)
+    _wrap_pipeline_cls(config)
+
+
+def _check_pipeline(config: Any) -> None:
     pipeline_cls = config.pipeline_cls
     base = pipeline_cls.pipeline_cls if isinstance(pipeline_cls, CachedPipeline) else pipeline_cls
     if getattr(base, "__name__", "") not in supported_pipelines():
@@ -129,16 +145,26 @@ def _enable_on_config(config: Any, method: Method, cfg: Any) -> None:
             f"{getattr(base, '__name__', base)!r} is not a supported VideoSys pipeline; supported: "
             f"{', '.join(supported_pipelines())}."
         )
-    _check_no_pab(config)
+
+
+def _check_no_method(config: Any) -> None:
     for other in METHODS.values():
         if getattr(config, f"enable_{other.name}", False):
             raise RuntimeError(
                 f"{other.label} is already enabled on this config; call disable_{other.name}(config) first."
             )
-    setattr(config, f"enable_{method.name}", True)
-    setattr(config, f"{method.name}_config", cfg)
-    if not isinstance(pipeline_cls, CachedPipeline):
-        config.pipeline_cls = CachedPipeline(pipeline_cls)
+
+
+def _wrap_pipeline_cls(config: Any) -> None:
+    if not isinstance(config.pipeline_cls, CachedPipeline):
+        config.pipeline_cls = CachedPipeline(config.pipeline_cls)
+
+
+def _unwrap_pipeline_cls(config: Any) -> None:
+    if isinstance(config.pipeline_cls, CachedPipeline) and not getattr(config, "enable_pab", False) and not any(
+        getattr(config, f"enable_{m}", False) for m in METHODS
+    ):
+        config.pipeline_cls = config.pipeline_cls.pipeline_cls
 
 
 def disable(target: Any, method_name: str) -> None:
@@ -147,10 +173,7 @@ def disable(target: Any, method_name: str) -> None:
     if _is_config(target):
         setattr(target, f"enable_{method.name}", False)
         setattr(target, f"{method.name}_config", None)
-        if isinstance(target.pipeline_cls, CachedPipeline) and not any(
-            getattr(target, f"enable_{m}", False) for m in METHODS
-        ):
-            target.pipeline_cls = target.pipeline_cls.pipeline_cls
+        _unwrap_pipeline_cls(target)
         return
     model = _transformer(target)
     cache = get_cache(model)
@@ -179,3 +202,56 @@ def enable_magcache(target: Any, config: MagCacheConfig | str) -> Any:
 def disable_magcache(target: Any) -> None:
     """Remove MagCache from what :func:`enable_magcache` was given."""
     disable(target, "magcache")
+
+
+def enable_teacache(target: Any, config: TeaCacheConfig | str) -> Any:
+    """Enable TeaCache on a VideoSys config (before the engine exists), an engine with one GPU, a
+    pipeline, or a transformer. ``config`` is a :class:`TeaCacheConfig` or a preset name."""
+    return enable(target, "teacache", config)
+
+
+def disable_teacache(target: Any) -> None:
+    """Remove TeaCache from what :func:`enable_teacache` was given."""
+    disable(target, "teacache")
+
+
+# --- PAB -------------------------------------------------------------------------------------
+def enable_pab(config: Any, pab_config: Any = None) -> Any:
+    """Turn on VideoSys's own Pyramid Attention Broadcast on an Open-Sora config, made to run on
+    upstream VideoSys too, so it can be compared in the same harness.
+
+    Upstream ``STDiT3.forward`` calls its blocks without ``all_timesteps``, which PAB's MLP
+    broadcast (on by default) reads: the first step fails with ``TypeError: argument of type
+    'NoneType' is not iterable``. Every rank's pipeline gets the run's list handed to its blocks
+    (``adapters.opensora.feed_all_timesteps``), as the older VideoSys copy does itself.
+    ``pab_config`` defaults to a fresh ``OpenSoraPABConfig()``: VideoSys's default argument is one
+    instance, with PAB's stored MLP outputs, shared by every config that does not pass one.
+    VideoSys keeps the PAB settings of the latest PAB pipeline in a process-wide manager, which
+    later pipelines of that process read whatever their config says.
+    """
+    if not _is_config(config):
+        raise TypeError(
+            f"enable_pab takes a VideoSys OpenSoraConfig, got {type(config).__name__}: VideoSys sets PAB up when "
+            "it builds the pipeline, so enable it on the config before building the engine or pipeline."
+        )
+    _check_pipeline(config)
+    for other in METHODS.values():
+        if getattr(config, f"enable_{other.name}", False):
+            raise ValueError(
+                f"{other.label} is enabled on this config; PAB and step caching both reuse work inside the block "
+                f"stack and do not combine. Call disable_{other.name}(config) first, or compare them as separate runs."
+            )
+    if pab_config is None:
+        from .videosys_compat import import_videosys
+
+        pab_config = import_videosys().OpenSoraPABConfig()
+    config.enable_pab = True
+    config.pab_config = pab_config
+    _wrap_pipeline_cls(config)
+    return config
+
+
+def disable_pab(config: Any) -> None:
+    """Undo :func:`enable_pab` on a config (pipelines already built keep PAB)."""
+    config.enable_pab = False
+    _unwrap_pipeline_cls(config)
