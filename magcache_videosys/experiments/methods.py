@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..magcache import PRESETS, MagCacheConfig
-from ..plugin import enable_magcache, get_stats
+from ..plugin import enable_magcache, enable_pab, enable_teacache, get_stats
 from ..ratios import RatioTable
 from ..stats import RunStats
+from ..teacache import PRESETS as TEACACHE_PRESETS
+from ..teacache import TeaCacheConfig
 
 
 class MethodError(ValueError):
@@ -32,7 +34,7 @@ class Knob:
 
 
 KNOBS: dict[str, Knob] = {
-    "threshold": Knob("threshold", float, "skip while the accumulated error stays at or below this"),
+    "threshold": Knob("threshold", float, "skip while the accumulated error stays at or below this (TeaCache: below)"),
     "K": Knob("K", int, "most consecutive skipped steps (MagCache's max_skip_steps)"),
     "retention_ratio": Knob("retention-ratio", float, "fraction of leading steps always computed"),
     "mag_ratios": Knob("mag-ratios", str, "ratio table: a shipped name or a table file (e.g. from magcache-calibrate)"),
@@ -200,3 +202,64 @@ register(Method(
     finish=save_calibration,
     config_dict=_magcache_dict,
 ))
+
+
+# --- TeaCache ---------------------------------------------------------------------------------
+def _teacache_text(preset: str) -> str:
+    p = TEACACHE_PRESETS[preset]
+    return f"preset {preset} (threshold={p['threshold']}, coefficients={p['coefficients']}, last step computed)"
+
+
+def _teacache_preset(speed: str) -> Method:
+    preset = f"teacache-{speed}"
+    return Method(
+        name=preset,
+        help=f"TeaCache (the paper's baseline), {_teacache_text(preset)}",
+        make_config=lambda knobs: TeaCacheConfig.preset(preset),
+        apply=enable_teacache,
+        fixed_by=_teacache_text(preset),
+        knob_method="teacache",
+        plan=lambda cfg, num_steps: None,  # decided from the data at every step
+        stats=get_stats,
+    )
+
+
+# --- PAB (VideoSys's own Pyramid Attention Broadcast) -----------------------------------------
+# Its config is the OpenSoraPABConfig arguments that differ from VideoSys's defaults, so it is
+# checked and recorded without importing VideoSys; every step runs the transformer. VideoSys's
+# default MLP broadcast names the timesteps 676, 788 and 864, which only a 30-step run at 480p,
+# 51 frames in bf16 (the papers' setting) contains; elsewhere it broadcasts attention only.
+PAB_FAST = {"spatial_range": 5, "temporal_range": 7, "cross_range": 9}
+
+
+def _enable_pab(videosys_config: Any, overrides: Mapping[str, Any]) -> None:
+    from ..videosys_compat import import_videosys
+
+    enable_pab(videosys_config, import_videosys().OpenSoraPABConfig(**overrides))
+
+
+def _pab(name: str, overrides: Mapping[str, Any], text: str) -> Method:
+    return Method(
+        name=name,
+        help=text,
+        make_config=lambda knobs: dict(overrides),
+        apply=_enable_pab,
+        config_dict=lambda cfg: {"OpenSoraPABConfig": dict(cfg)},
+    )
+
+
+for _speed in ("slow", "fast"):
+    register(_teacache_preset(_speed))
+register(Method(
+    name="teacache",
+    help="TeaCache with your --threshold; the rest from preset teacache-slow",
+    make_config=lambda knobs: TeaCacheConfig.preset("teacache-slow", **knobs),
+    apply=enable_teacache,
+    knobs=("threshold",),
+    plan=lambda cfg, num_steps: None,
+    stats=get_stats,
+))
+register(_pab("pab", {}, "PAB, VideoSys's default OpenSoraPABConfig (attention broadcast ranges spatial 2, "
+                         "temporal 4, cross 6, and MLP broadcast); every step runs the transformer"))
+register(_pab("pab-fast", PAB_FAST, "PAB with ranges spatial 5, temporal 7, cross 9 (the fastest Open-Sora setting of "
+                                    "VideoSys's eval/pab script), else VideoSys's defaults"))
