@@ -38,13 +38,13 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "PRESETS",
+    "TEACACHE_PRESETS",
     "CachedPipeline",
     "MagCacheConfig",
     "OpenSoraConfig",
     "RatioTable",
     "RatioTableError",
     "RunStats",
-    "TEACACHE_PRESETS",
     "TeaCacheConfig",
     "UnsupportedModelError",
     "apply_magcache",
