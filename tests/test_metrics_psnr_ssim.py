@@ -99,6 +99,13 @@ def test_one_frame_at_a_time_equals_the_whole_batch(decoded_pair):
         torch.testing.assert_close(batched, single, rtol=0, atol=1e-9)
 
 
+def test_strips_give_the_same_values_as_whole_frames(decoded_pair):
+    ref, gen = (torch.from_numpy(v) for v in decoded_pair)
+    whole = ssim_frames(ref, gen, strip_pixels=1 << 30)
+    for pixels in (1, 6 * 56 * 7, 6 * 56 * 13):  # one row per strip, 7 rows, 13 rows (ragged last strip)
+        torch.testing.assert_close(ssim_frames(ref, gen, strip_pixels=pixels), whole, rtol=0, atol=1e-7)
+
+
 def _frames(*values: int, size: tuple[int, int] = (32, 48)) -> torch.Tensor:
     return torch.stack([torch.full((*size, 3), v, dtype=torch.uint8) for v in values])
 

@@ -26,6 +26,8 @@ WINDOW = 11
 SIGMA = 1.5
 K1, K2 = 0.01, 0.03
 _BORDER = WINDOW // 2
+# pixels (over the batch) per strip: cache-sized on CPU, large on GPU where launches cost more
+STRIP_PIXELS = {"cpu": 1 << 18, "cuda": 1 << 23}
 
 
 def gaussian_window(dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -59,17 +61,34 @@ def _moments_matrix(channels: int, device: str) -> torch.Tensor:
     return torch.cat([torch.cat(row, dim=1) for row in rows]).float().to(device)
 
 
-def ssim_frames(reference: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+def ssim_frames(reference: torch.Tensor, generated: torch.Tensor, strip_pixels: int | None = None) -> torch.Tensor:
     """SSIM of each frame pair; frames are ``(N, H, W, C)``, uint8 or float in ``[0, 1]``.
 
-    Returns float64 values of shape ``(N,)``. On CUDA, call it with TF32 disabled (the evaluation
-    driver does) or the statistics lose about three decimal digits.
+    Frames are processed in horizontal strips (overlapping by the window) of about
+    ``strip_pixels`` pixels over the batch, which bounds the working memory: on CPU the default
+    keeps every buffer cache-sized and below glibc's mmap threshold. Returns float64 values of
+    shape ``(N,)``. On CUDA, call it with TF32 disabled (the evaluation driver does) or the
+    statistics lose about three decimal digits.
     """
     if reference.shape != generated.shape:
         raise ValueError(f"frame shapes differ: {tuple(reference.shape)} vs {tuple(generated.shape)}")
     n, height, width, c = reference.shape
     if height < WINDOW or width < WINDOW:
         raise ValueError(f"SSIM needs frames of at least {WINDOW}x{WINDOW} pixels, got {width}x{height}")
+    if strip_pixels is None:
+        strip_pixels = STRIP_PIXELS["cuda" if reference.is_cuda else "cpu"]
+    out_h, out_w = height - 2 * _BORDER, width - 2 * _BORDER
+    rows = max(1, strip_pixels // (n * width))
+    sums = torch.zeros((c, n), dtype=torch.float64, device=reference.device)
+    for top in range(0, out_h, rows):
+        bottom = min(top + rows, out_h) + 2 * _BORDER
+        sums += _ssim_sums(reference[:, top:bottom], generated[:, top:bottom])
+    return (sums / (out_h * out_w)).mean(0)
+
+
+def _ssim_sums(reference: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+    """Per channel and frame, the sum of the SSIM map over the valid region; ``(C, N)`` float64."""
+    n, height, width, c = reference.shape
     scale = 255.0 if reference.dtype == torch.uint8 else 1.0
     a = reference.float().sub_(scale / 2)
     b = generated.float().sub_(scale / 2)
@@ -79,10 +98,9 @@ def ssim_frames(reference: torch.Tensor, generated: torch.Tensor) -> torch.Tenso
     torch.sub(a, b, out=maps[..., 1, :])
     torch.mul(maps[..., :2, :], maps[..., :2, :], out=maps[..., 2:, :])
     stats = _separable_blur(maps.view(n, height, width, 4 * c).permute(0, 3, 1, 2))
-    out_h, out_w = stats.shape[2:]
     filtered = stats.permute(0, 2, 3, 1).reshape(-1, 4 * c)  # a view: the convolutions keep channels-last
     moments = torch.mm(_moments_matrix(c, str(filtered.device)), filtered.t())
-    mu_a, mu_b, cov2, var_sum = moments.view(4, c, n, out_h * out_w).unbind(0)
+    mu_a, mu_b, cov2, var_sum = moments.view(4, c, n, -1).unbind(0)
 
     c1 = (K1 * scale) ** 2
     c2 = (K2 * scale) ** 2
@@ -93,5 +111,4 @@ def ssim_frames(reference: torch.Tensor, generated: torch.Tensor) -> torch.Tenso
     means2 = torch.mul(mu_a, mu_b).mul_(2).add_(c1)  # 2 mu_a mu_b + C1
     squares = mu_a.square_().addcmul_(mu_b, mu_b).add_(c1)  # mu_a^2 + mu_b^2 + C1
     ssim_map = means2.mul_(cov2).div_(squares.mul_(var_sum))
-    per_channel = ssim_map.sum(-1, dtype=torch.float64) / (out_h * out_w)  # (c, n)
-    return per_channel.mean(0)
+    return ssim_map.sum(-1, dtype=torch.float64)
