@@ -5,6 +5,7 @@ Run locally against each VideoSys copy, e.g.
 ``PYTHONPATH=/path/to/VideoSys python -m pytest -m videosys``; skipped where VideoSys is absent.
 """
 
+# ruff: noqa: F811 (test arguments named after the imported fixtures)
 from __future__ import annotations
 
 import importlib
@@ -14,8 +15,9 @@ from multiprocessing import get_context
 
 import pytest
 import torch
-from test_experiments_tiny import cli, generate as run_cli, manifest, prompts  # noqa: F401 (fixtures)
-from test_videosys_opensora import GEN, bare_engine, generate, make_pipeline, videosys  # noqa: F401 (fixtures)
+# The fixtures cli, prompts, videosys and make_pipeline come from the other VideoSys test modules.
+from test_experiments_tiny import cli, generate as run_cli, manifest, prompts  # noqa: F401
+from test_videosys_opensora import GEN, bare_engine, generate, make_pipeline, videosys  # noqa: F401
 
 from magcache_videosys import (
     CachedPipeline,
@@ -246,7 +248,7 @@ def test_pab_config_entry_points(videosys, make_pipeline, pab_manager):
 
 
 # --- experiments ------------------------------------------------------------------------------
-def test_experiments_teacache_and_pab_tiny_runs(cli, capsys, prompts, tmp_path, pab_manager):  # noqa: F811
+def test_experiments_teacache_and_pab_tiny_runs(cli, capsys, prompts, tmp_path, pab_manager):
     out = tmp_path / "teacache"
     text = run_cli(cli, capsys, "--method", "teacache", "--threshold", "0.5", "--tiny", "--prompts", prompts,
                    "--num-samples", "1", "--out", out)
