@@ -3,6 +3,10 @@ weight loading rules: torchvision's checkpoint layout, the lpips package's heads
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -114,3 +118,35 @@ def test_mismatched_weights_are_rejected(tmp_path):
     (tmp_path / "bad.pth").write_bytes(b"garbage")
     with pytest.raises(MetricsError, match=r"cannot load LPIPS weights from .*bad\.pth"):
         lp.load_lpips(tmp_path / "bad.pth", tmp_path / "bad.pth")
+
+
+CROSS_CHECK = r"""
+import sys, types, torch
+# torchvision's compiled ops do not load with the CPU torch wheel; this stub lets its Python models import
+sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+import lpips
+from magcache_videosys.metrics import lpips as lp
+torch.manual_seed(0)
+theirs = lpips.LPIPS(net="alex", spatial=True, pnet_rand=True, verbose=False)  # random AlexNet, real v0.1 heads
+backbone = {f"{name.split('.')[1]}.{name.split('.')[2]}": p.detach() for name, p in theirs.net.named_parameters()}
+ours = lp.LPIPSAlex(backbone, lp.load_heads_state()[0])
+a = torch.randint(0, 256, (3, 70, 90, 3), dtype=torch.uint8)
+b = (a.float() + 40 * torch.randn(a.shape)).clamp(0, 255).to(torch.uint8)
+to_input = lambda x: (x.permute(0, 3, 1, 2).float() / 255.0) * 2 - 1
+with torch.no_grad():
+    expected = torch.stack([theirs(to_input(a[i:i+1]), to_input(b[i:i+1])).mean() for i in range(3)])
+print(float((ours(a, b) - expected.double()).abs().max()), float(expected.min()))
+"""
+
+
+def test_equals_the_lpips_package_where_it_can_run():
+    """The reference scores with lpips.LPIPS(net="alex", spatial=True) and averages the map; same
+    backbone weights and the package's own heads must give the same numbers. Needs the ``lpips``
+    package and torchvision (not part of the test environment); runs in a subprocess because of
+    the torchvision stub."""
+    if importlib.util.find_spec("lpips") is None or importlib.util.find_spec("torchvision") is None:
+        pytest.skip("needs the lpips package and torchvision")
+    run = subprocess.run([sys.executable, "-c", CROSS_CHECK], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    difference, smallest = map(float, run.stdout.split())
+    assert smallest > 1e-3 and difference < 1e-6

@@ -20,7 +20,7 @@ def psnr_frames(reference: torch.Tensor, generated: torch.Tensor) -> torch.Tenso
     dims = tuple(range(1, reference.ndim))
     count = reference[0].numel()
     if reference.dtype == torch.uint8 and generated.dtype == torch.uint8:
-        sse = (reference.float() - generated.float()).square_().sum(dims, dtype=torch.float64)
+        sse = reference.float().sub_(generated).square_().sum(dims, dtype=torch.float64)
         mse = sse / (255.0**2 * count)
     else:
         mse = (reference.double() - generated.double()).square_().mean(dims)

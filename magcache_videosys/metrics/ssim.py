@@ -37,10 +37,15 @@ def gaussian_window(dtype: torch.dtype = torch.float32, device: torch.device | s
     return (g / g.sum()).to(dtype=dtype, device=device)
 
 
+@functools.lru_cache(maxsize=8)
+def _window(dtype: torch.dtype, device: str) -> torch.Tensor:
+    return gaussian_window(dtype, device)
+
+
 def _separable_blur(maps: torch.Tensor) -> torch.Tensor:
     """'Valid' Gaussian filtering of every channel of a channels-last ``(N, C, H, W)`` tensor."""
     channels = maps.shape[1]
-    g = gaussian_window(maps.dtype, maps.device)
+    g = _window(maps.dtype, str(maps.device))
     vertical = g.view(1, 1, WINDOW, 1).expand(channels, 1, WINDOW, 1)
     horizontal = g.view(1, 1, 1, WINDOW).expand(channels, 1, 1, WINDOW)
     return F.conv2d(F.conv2d(maps, vertical, groups=channels), horizontal, groups=channels)
