@@ -67,14 +67,13 @@ class FrameScorer:
     def __init__(self, metrics: Sequence[str], device: torch.device | str, lpips_model: LPIPSAlex | None = None):
         self.metrics = parse_metrics(metrics)
         self.device = torch.device(device)
-        self.lpips: LPIPSAlex | None = None
         self._functions: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
             "psnr": psnr_frames,
             "ssim": ssim_frames,
         }
         if "lpips" in self.metrics:
-            self.lpips = (lpips_model or load_lpips(device=self.device)).to(self.device)
-            self._functions["lpips"] = self.lpips
+            model = lpips_model if lpips_model is not None else load_lpips(device=self.device)
+            self._functions["lpips"] = model.to(self.device)
 
     def check_size(self, height: int, width: int, name: str) -> None:
         """Frames too small for a metric's window are an input error, named like the others."""

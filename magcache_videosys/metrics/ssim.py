@@ -5,7 +5,7 @@ data_range=1)``: skimage filters with reflected borders but then drops the 5-pix
 
 How it is made fast while staying exact to float32 rounding:
 
-* Frames are centred (``a' = a - 1/2``) and four maps are filtered: ``u = a' + b'``, ``v = a' - b'``
+* Frames are centred on mid-grey (``a' = a - 127.5`` for uint8) and four maps are filtered: ``u = a' + b'``, ``v = a' - b'``
   and their squares. Both means and all three second moments are linear in those four filtered
   maps, and centring keeps the variance subtractions well conditioned.
 * The 2-D Gaussian is separable: two 11-tap depthwise convolutions over the four maps x channels
