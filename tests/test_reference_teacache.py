@@ -4,8 +4,10 @@ The reference is ``teacache_forward`` in ``eval/magcache/experiments/opensora.py
 MagCache clone named by ``MAGCACHE_REFERENCE`` (the TeaCache repository's copy is the same
 function); it is never part of this repo. Both run the same tiny random-weight STDiT3 through
 VideoSys's own pipeline and RFLOW scheduler (30 steps, batched CFG, same seed); the steps that run
-the block stack and the final latent must agree. The published thresholds (0.1, 0.2) skip nothing
-on random weights, whose modulated inputs change far more per step; these thresholds skip.
+the block stack and the final latent must agree (they agree bit for bit). The published
+thresholds (0.1, 0.2) skip nothing on random weights, whose modulated inputs change far more per
+step; these thresholds skip. In float32 the reference computes only the first step for sure; in
+bfloat16 also the last (``compute_last_step``, see TeaCacheConfig).
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def _modulated_input(first: nn.Module) -> Callable[[tuple, dict], torch.Tensor]:
 
     def modulated_input(args: tuple, kwargs: dict) -> torch.Tensor:
         x = args[0] if args else kwargs["x"]
-        t = args[t_index] if len(args) > t_index else kwargs["t"]
+        t = args[t_index] if t_index is not None and len(args) > t_index else kwargs["t"]
         shift, scale = (first.scale_shift_table[None] + t.reshape(x.shape[0], 6, -1)).chunk(6, dim=1)[:2]
         return first.norm1(x) * (1 + scale) + shift
 
