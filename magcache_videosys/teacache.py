@@ -33,7 +33,8 @@ COEFFICIENTS: dict[str, tuple[float, ...]] = {
 }
 
 # The TeaCache paper's Open-Sora 1.2 rows. They were made in bfloat16, VideoSys's default, where
-# the reference's last-step test does fire (see TeaCacheConfig): so the presets compute the last step.
+# the reference's last-step test fires at the papers' size (see TeaCacheConfig): so the presets
+# compute the last step.
 PRESETS: dict[str, dict[str, Any]] = {
     "teacache-slow": dict(threshold=0.1, coefficients="opensora-v1.2", compute_last_step=True),
     "teacache-fast": dict(threshold=0.2, coefficients="opensora-v1.2", compute_last_step=True),
@@ -52,7 +53,8 @@ class TeaCacheConfig:
     The reference meant to compute the first and last steps always, but tests it by comparing the
     model-dtype timestep with the int-truncated run list: in float32 only the first step matches
     (so the last step goes through the threshold, this class's default); in bfloat16 the last
-    timestep of every VideoSys Open-Sora size rounds to an integer and matches too (the presets).
+    timestep rounds to an integer and matches too at 144p to 720p with 30 steps (143 at the
+    papers' 480p, 51 frames), so it is computed (``compute_last_step=True``, the presets).
 
     Args:
         threshold: skip while the accumulated rescaled distance is below it (0 never skips: the
