@@ -222,6 +222,13 @@ def test_each_run_starts_afresh_also_after_an_interrupted_one():
     assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
+def test_a_new_shape_within_a_run_computes_and_restarts_the_sum():
+    policy = TeaCachePolicy(TeaCacheConfig(threshold=0.5, coefficients=IDENTITY), lambda a, k: a[0])
+    signals = [torch.full(shape, level) for shape, level in [((3,), 1.0), ((3,), 1.25), ((5,), 1.5), ((5,), 1.5)]]
+    assert _decide(policy, signals) == [False, True, False, True]
+    assert policy.step_error() == 0.0
+
+
 def test_counted_steps_need_num_steps_and_honour_it():
     class Uncounted(ToyAdapter):
         def bind(self, module):
