@@ -208,6 +208,8 @@ def test_result_files(tmp_path, folders):
     assert [r["video"] for r in rows] == sorted(LENGTHS)
     assert float(rows[1]["psnr"]) == pytest.approx(result.videos[1].mean("psnr"), abs=1e-6)
     assert sorted(p.name for p in json_path.parent.iterdir()) == ["fast.csv", "fast.json"]  # no temp files
+    into_folder = write_results(result, f"{tmp_path / 'results'}/")
+    assert into_folder == (tmp_path / "results" / "fast.json", tmp_path / "results" / "fast.csv")
 
 
 def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -17,8 +17,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gt_video_dir", required=True, help="folder of reference (uncached) videos")
     parser.add_argument("--generated_video_dir", required=True, help="folder of accelerated videos, same file names")
-    parser.add_argument("--out", help="write OUT.json (per-video and mean values) and OUT.csv (one row per video)")
-    parser.add_argument("--worst", type=int, default=5, help="how many worst videos to list by LPIPS and PSNR")
+    parser.add_argument(
+        "--out", help="write OUT.json (per-video and mean values) and OUT.csv (one row per video); "
+        "for a folder, FOLDER/<generated folder name>.json and .csv"
+    )
+    parser.add_argument("--worst", type=int, default=5, help="worst videos to list by LPIPS and PSNR (default: 5)")
     add_common_options(parser)
     args = parser.parse_args(argv)
     try:

@@ -146,7 +146,12 @@ class PairResult:
 
 
 def write_results(result: PairResult, out: str | Path, settings: dict[str, Any] | None = None) -> tuple[Path, Path]:
-    """``out`` (``.json`` added if absent) gets the full result, the ``.csv`` beside it one row per video."""
+    """``out`` (``.json`` added if absent) gets the full result, the ``.csv`` beside it one row per video.
+
+    An existing folder (or a path ending in a separator) gets ``<generated folder name>.json/.csv``.
+    """
+    if Path(out).is_dir() or str(out).endswith(("/", "\\")):
+        out = Path(out) / result.generated_dir.name
     out = Path(out)
     base = out.with_suffix("") if out.suffix.lower() in (".json", ".csv") else out
     data = result.to_dict()
