@@ -8,7 +8,6 @@ the hooks are shared with the other methods (``hooks.py``), model knowledge is i
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Sequence
 
@@ -20,6 +19,7 @@ from .adapters import find_adapter
 from .hooks import BlockStackCache, get_cache
 from .ratios import RESAMPLE_METHODS, RatioTable, load_ratio_table
 from .schedule import MagCacheDecider, SchedulePlan, plan_schedule
+from .validation import check, check_num_steps, is_int, is_real
 
 logger = logging.getLogger("magcache_videosys")
 
@@ -65,12 +65,11 @@ class MagCacheConfig:
     table: RatioTable | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _check(self.threshold, _is_real, lambda v: v >= 0, "threshold must be a finite number >= 0")
-        _check(self.max_skip_steps, _is_int, lambda v: v >= 0, "max_skip_steps (K) must be an integer >= 0")
-        _check(self.retention_ratio, _is_real, lambda v: 0 <= v < 1, "retention_ratio must be in [0, 1)")
-        _check(self.ratio_power, _is_real, lambda v: v > 0, "ratio_power must be a finite number > 0")
-        if self.num_steps is not None:
-            _check(self.num_steps, _is_int, lambda v: v >= 2, "num_steps must be None (follow the run) or an int >= 2")
+        check(self.threshold, is_real, lambda v: v >= 0, "threshold must be a finite number >= 0")
+        check(self.max_skip_steps, is_int, lambda v: v >= 0, "max_skip_steps (K) must be an integer >= 0")
+        check(self.retention_ratio, is_real, lambda v: 0 <= v < 1, "retention_ratio must be in [0, 1)")
+        check(self.ratio_power, is_real, lambda v: v > 0, "ratio_power must be a finite number > 0")
+        check_num_steps(self.num_steps)
         if self.resample not in RESAMPLE_METHODS:
             raise ValueError(f"resample must be one of {', '.join(RESAMPLE_METHODS)}, got {self.resample!r}.")
         if not isinstance(self.calibrate, bool):
@@ -138,19 +137,6 @@ class MagCacheConfig:
         if self.table is not None:
             data["mag_ratios"] = self.table.name if isinstance(self.mag_ratios, str) else list(self.table.ratios)
         return data
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check(value: Any, kind: Any, rule: Any, message: str) -> None:
-    if not (kind(value) and rule(value)):
-        raise ValueError(f"{message}, got {value!r}.")
 
 
 def _all_computed(num_steps: int) -> SchedulePlan:

@@ -11,7 +11,6 @@ the device (``.item()``), a host synchronisation per step.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Sequence
 
@@ -20,6 +19,7 @@ from torch import nn
 
 from .adapters import UnsupportedModelError, find_adapter
 from .hooks import BlockStackCache, get_cache
+from .validation import check, check_num_steps, is_real
 
 METHOD = "TeaCache"
 
@@ -71,12 +71,10 @@ class TeaCacheConfig:
     polynomial: tuple[float, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not (_is_real(self.threshold) and self.threshold >= 0):
-            raise ValueError(f"threshold must be a finite number >= 0, got {self.threshold!r}.")
+        check(self.threshold, is_real, lambda v: v >= 0, "threshold must be a finite number >= 0")
         if not isinstance(self.compute_last_step, bool):
             raise ValueError(f"compute_last_step must be True or False, got {self.compute_last_step!r}.")
-        if self.num_steps is not None and not (_is_int(self.num_steps) and self.num_steps >= 2):
-            raise ValueError(f"num_steps must be None (follow the run) or an int >= 2, got {self.num_steps!r}.")
+        check_num_steps(self.num_steps)
         object.__setattr__(self, "polynomial", _polynomial(self.coefficients))
 
     @classmethod
@@ -106,14 +104,6 @@ class TeaCacheConfig:
         return data
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _polynomial(coefficients: Any) -> tuple[float, ...]:
     if isinstance(coefficients, str):
         if coefficients not in COEFFICIENTS:
@@ -128,7 +118,7 @@ def _polynomial(coefficients: Any) -> tuple[float, ...]:
         raise ValueError(
             f"coefficients must be a shipped name or a sequence of numbers, got {coefficients!r}."
         ) from None
-    if not values or not all(_is_real(c) for c in values):
+    if not values or not all(is_real(c) for c in values):
         raise ValueError(f"coefficients must be one or more finite numbers, highest power first, got {coefficients!r}.")
     if not any(values):
         raise ValueError("coefficients are all 0: nothing would accumulate and every step after the first would be skipped.")
