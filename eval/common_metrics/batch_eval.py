@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from magcache_videosys.metrics.cli import add_common_options, lpips_from_args
+from magcache_videosys.metrics.cli import add_common_options, evaluate_options, lpips_from_args
 from magcache_videosys.metrics.errors import MetricsError
 from magcache_videosys.metrics.evaluate import evaluate, format_summary, parse_metrics
 from magcache_videosys.metrics.report import batch_pairs, build_rows, markdown_table, plot_speedup, write_table
@@ -32,17 +32,7 @@ def main(argv: list[str] | None = None) -> None:
             print(note)
         results = []
         for reference, generated in pairs:
-            results += evaluate(
-                reference,
-                generated,
-                metrics=metrics,
-                device=args.device,
-                batch_size=args.batch_size,
-                workers=args.workers,
-                allow_missing=args.allow_missing,
-                skip_bad=args.skip_bad,
-                lpips_model=lpips_model,
-            )
+            results += evaluate(reference, generated, **evaluate_options(args, lpips_model))
         for result in results:
             print(format_summary(result, worst=0))
         rows = build_rows(results)

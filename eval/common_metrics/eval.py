@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from magcache_videosys.metrics.cli import add_common_options, evaluation_settings, lpips_from_args
+from magcache_videosys.metrics.cli import add_common_options, evaluate_options, evaluation_settings, lpips_from_args
 from magcache_videosys.metrics.errors import MetricsError
 from magcache_videosys.metrics.evaluate import evaluate, format_summary, write_results
 
@@ -26,17 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         lpips_model = lpips_from_args(args)
-        (result,) = evaluate(
-            args.gt_video_dir,
-            [args.generated_video_dir],
-            metrics=args.metrics,
-            device=args.device,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            allow_missing=args.allow_missing,
-            skip_bad=args.skip_bad,
-            lpips_model=lpips_model,
-        )
+        (result,) = evaluate(args.gt_video_dir, [args.generated_video_dir], **evaluate_options(args, lpips_model))
         print(format_summary(result, worst=args.worst))
         if args.out:
             for path in write_results(result, args.out, evaluation_settings(args, lpips_model)):

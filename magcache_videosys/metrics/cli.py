@@ -50,6 +50,19 @@ def lpips_from_args(args: argparse.Namespace) -> LPIPSAlex | None:
     return load_lpips(args.lpips_weights, args.lpips_heads, args.device)
 
 
+def evaluate_options(args: argparse.Namespace, lpips_model: LPIPSAlex | None) -> dict[str, Any]:
+    """The keyword arguments of :func:`~magcache_videosys.metrics.evaluate.evaluate` the options give."""
+    return dict(
+        metrics=parse_metrics(args.metrics),
+        device=args.device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        allow_missing=args.allow_missing,
+        skip_bad=args.skip_bad,
+        lpips_model=lpips_model,
+    )
+
+
 def evaluation_settings(args: argparse.Namespace, lpips_model: LPIPSAlex | None) -> dict[str, Any]:
     """What a result file records about how it was made."""
     settings: dict[str, Any] = {"device": args.device, "batch_size": args.batch_size, "torch": torch.__version__}
