@@ -19,7 +19,8 @@ setup(
     install_requires=["torch>=2.1", "numpy", "tqdm"],
     extras_require={
         "plot": ["matplotlib"],
-        "test": ["pytest>=7", "diffusers>=0.30,<1", "matplotlib"],
+        "eval": ["imageio", "imageio-ffmpeg", "matplotlib"],
+        "test": ["pytest>=7", "diffusers>=0.30,<1", "matplotlib", "imageio", "imageio-ffmpeg", "scikit-image"],
     },
     entry_points={"console_scripts": ["magcache-videosys=magcache_videosys.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
