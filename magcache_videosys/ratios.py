@@ -159,16 +159,30 @@ def shipped_tables() -> list[str]:
     return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
+TABLES_PATH_ENV = "MAGCACHE_VIDEOSYS_TABLES"
+
+
+def _user_table(name: str) -> Path | None:
+    """``<name>.json`` in a folder of ``$MAGCACHE_VIDEOSYS_TABLES`` (os.pathsep-separated), if any."""
+    for folder in filter(None, os.environ.get(TABLES_PATH_ENV, "").split(os.pathsep)):
+        candidate = Path(folder) / f"{name}.json"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def load_ratio_table(name_or_path: str | os.PathLike) -> RatioTable:
-    """Load a shipped table by name (see :func:`shipped_tables`) or a table file by path."""
+    """Load a table by name (shipped, or ``<name>.json`` in a ``$MAGCACHE_VIDEOSYS_TABLES`` folder)
+    or by path."""
     text_name = os.fspath(name_or_path)
     if text_name in shipped_tables():
         raw = resources.files(_TABLE_PACKAGE).joinpath(f"{text_name}.json").read_text(encoding="utf-8")
         return RatioTable.from_dict(json.loads(raw), origin=f"shipped table {text_name!r}")
-    path = Path(text_name)
+    path = _user_table(text_name) or Path(text_name)
     if not path.is_file():
         raise RatioTableError(
-            f"unknown ratio table {text_name!r}: not a shipped table ({', '.join(shipped_tables())}) and no such file."
+            f"unknown ratio table {text_name!r}: not a shipped table ({', '.join(shipped_tables())}), not in "
+            f"${TABLES_PATH_ENV}, and no such file."
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -121,3 +121,12 @@ def test_saved_files_are_readable_like_any_new_file(tmp_path):
     finally:
         os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_saved_tables_load_by_name_from_the_tables_path(tmp_path, monkeypatch):
+    RatioTable(ratios=(0.95, 0.9), name="my-model-3").save(tmp_path / "my-model-3.json")
+    with pytest.raises(RatioTableError, match="not in \\$MAGCACHE_VIDEOSYS_TABLES"):
+        load_ratio_table("my-model-3")
+    monkeypatch.setenv("MAGCACHE_VIDEOSYS_TABLES", f"{tmp_path / 'missing'}:{tmp_path}")
+    assert load_ratio_table("my-model-3").ratios == (0.95, 0.9)
+    assert load_ratio_table("opensora-v1.2").name == "opensora-v1.2"  # shipped names come first
