@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import torch
 
 from magcache_videosys.videosys_compat import videosys_available
 
@@ -16,3 +19,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "videosys" in item.keywords:
             item.add_marker(skip)
+
+
+# --- fixtures of the VideoSys tests (only tests marked videosys use them) -------------------------
+@pytest.fixture(scope="session")
+def videosys():
+    from magcache_videosys.videosys_compat import import_videosys
+
+    return import_videosys()
+
+
+@pytest.fixture
+def make_pipeline(videosys):
+    """Fresh pipelines sharing nothing: each builds its own tiny models (same seed, same weights)."""
+    from magcache_videosys.tiny import tiny_components
+
+    def make(config=None, **config_kwargs):
+        config = config or videosys.OpenSoraConfig(**config_kwargs)
+        parts = tiny_components(seed=0)
+        return config.pipeline_cls(config, device=torch.device("cpu"), dtype=torch.float32, **parts)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """``experiments/opensora.py`` loaded as a module."""
+    from videosys_helpers import load_experiment_cli
+
+    return load_experiment_cli()
+
+
+@pytest.fixture
+def prompts(tmp_path):
+    """A prompt file holding one prompt twice (generated once)."""
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps([{"prompt_en": "a red fox in the snow"}, {"prompt_en": "a red fox in the snow"}]))
+    return path

@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-from pathlib import Path
 
 import pytest
+from videosys_helpers import FAST_SKIPS, manifest
+from videosys_helpers import run_cli as generate
 
 pytestmark = pytest.mark.videosys
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "opensora.py"
-FAST_SKIPS = [6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20, 22, 23, 24, 26, 27, 28]
-
-
-@pytest.fixture(scope="module")
-def cli():
-    spec = importlib.util.spec_from_file_location("opensora_experiment_tiny", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def prompts(tmp_path):
-    path = tmp_path / "prompts.json"
-    path.write_text(json.dumps([{"prompt_en": "a red fox in the snow"}, {"prompt_en": "a red fox in the snow"}]))
-    return path
-
-
-def generate(cli, capsys, *argv):
-    assert cli.main([str(a) for a in argv]) == 0
-    return capsys.readouterr().out
-
-
-def manifest(out):
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
 def manifest_parts(out):

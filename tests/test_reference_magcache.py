@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from videosys_helpers import FAST_SKIPS
 
 from magcache_videosys import enable_magcache, get_stats
 
 pytestmark = pytest.mark.videosys
 
 REFERENCE = Path(os.environ.get("MAGCACHE_REFERENCE", "")) / "eval/magcache/experiments/opensora.py"
-FAST_SKIPS = [6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20, 22, 23, 24, 26, 27, 28]
 OPENSORA_RATIOS = [0.93359, 0.96484, 0.99609, 1.0, 0.99609, 0.99609, 0.99219, 1.0, 1.0, 0.99609, 0.99219, 1.0,
                    0.99219, 0.99609, 0.99219, 0.99609, 0.99609, 0.99609, 0.99219, 0.99219, 0.99219, 0.98828,
                    0.98828, 0.98438, 0.98438, 0.97656, 0.97656, 0.96484, 0.96484]

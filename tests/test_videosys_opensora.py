@@ -12,6 +12,7 @@ from multiprocessing import get_context
 
 import pytest
 import torch
+from videosys_helpers import FAST_SKIPS, GEN, bare_engine, generate
 
 from magcache_videosys import (
     CachedPipeline,
@@ -25,49 +26,8 @@ from magcache_videosys.hooks import get_cache
 
 pytestmark = pytest.mark.videosys
 
-FAST_SKIPS = [6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20, 22, 23, 24, 26, 27, 28]
-GEN = dict(resolution="144p", aspect_ratio="1:1", num_frames=17, verbose=False)
 # The shipped table has exact 1.0 ratios, which even threshold 0 skips on; K = 0 never skips.
 NEVER = MagCacheConfig.preset("opensora-fast", threshold=0.0, max_skip_steps=0)
-
-
-@pytest.fixture(scope="module")
-def videosys():
-    from magcache_videosys.videosys_compat import import_videosys
-
-    return import_videosys()
-
-
-@pytest.fixture
-def make_pipeline(videosys):
-    """Fresh pipelines sharing nothing: each builds its own tiny models (same seed, same weights)."""
-    from magcache_videosys.tiny import tiny_components
-
-    def make(config=None, **config_kwargs):
-        config = config or videosys.OpenSoraConfig(**config_kwargs)
-        parts = tiny_components(seed=0)
-        return config.pipeline_cls(config, device=torch.device("cpu"), dtype=torch.float32, **parts)
-
-    return make
-
-
-def generate(pipeline, prompt="a cat on a sofa", seed=0, **kwargs):
-    """Run generation; return the final latent the VAE decodes, and the video."""
-    latents = []
-    handle = pipeline.vae.register_forward_pre_hook(lambda m, args: latents.append(args[0].clone()))
-    try:
-        video = pipeline.generate(prompt, seed=seed, **{**GEN, **kwargs}).video
-    finally:
-        handle.remove()
-    return latents[-1], video
-
-
-def bare_engine(videosys, config, driver):
-    """A real VideoSysEngine object without starting workers (its __init__ needs CUDA)."""
-    engine = videosys.VideoSysEngine.__new__(videosys.VideoSysEngine)
-    engine.config, engine.driver_worker = config, driver
-    engine.shutdown = lambda: None  # __del__ would tear down the test's process group
-    return engine
 
 
 def test_fast_preset_schedule_through_the_pipeline(make_pipeline):

@@ -5,7 +5,6 @@ Run locally against each VideoSys copy, e.g.
 ``PYTHONPATH=/path/to/VideoSys python -m pytest -m videosys``; skipped where VideoSys is absent.
 """
 
-# ruff: noqa: F811 (test arguments named after the imported fixtures)
 from __future__ import annotations
 
 import importlib
@@ -15,9 +14,7 @@ from multiprocessing import get_context
 
 import pytest
 import torch
-# The fixtures cli, prompts, videosys and make_pipeline come from the other VideoSys test modules.
-from test_experiments_tiny import cli, generate as run_cli, manifest, prompts  # noqa: F401
-from test_videosys_opensora import GEN, bare_engine, generate, make_pipeline, videosys  # noqa: F401
+from videosys_helpers import GEN, bare_engine, generate, manifest, run_cli
 
 from magcache_videosys import (
     CachedPipeline,
