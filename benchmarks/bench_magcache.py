@@ -17,7 +17,7 @@ import argparse
 import json
 
 import torch
-from stdit3_loop import add_loop_options, best_time, build_loop
+from stdit3_loop import Timings, add_loop_options, build_loop
 
 from magcache_videosys import MagCacheConfig, apply_magcache, get_stats, remove_magcache
 from magcache_videosys.hooks import get_cache
@@ -37,9 +37,7 @@ def main() -> None:
     # Skips every step after the first: what the steps cost without the block stack.
     variants["floor (1 pass)"] = MagCacheConfig(mag_ratios=[1.0] * (steps - 1), threshold=1e9,
                                                 max_skip_steps=steps, retention_ratio=0.0)
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    walls: dict[str, list[float]] = {name: [] for name in variants}
-    steps_of: dict[str, list[list[float]]] = {name: [] for name in variants}
+    timings = Timings(loop.clock)
     passes: dict[str, int] = {}
     held: dict[str, int] = {}
     peaks: dict[str, int] = {}
@@ -52,10 +50,7 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
                 base = torch.cuda.memory_allocated(device)
-            seconds, wall, per_step = loop.run()
-            times[name].append(seconds)
-            walls[name].append(wall)
-            steps_of[name].append(per_step)
+            timings.add(name, loop.run())
             if device.type == "cuda":
                 peaks[name] = torch.cuda.max_memory_allocated(device) - base
             passes[name] = steps
@@ -65,15 +60,12 @@ def main() -> None:
                 held[name] = residual.numel() * residual.element_size()
                 remove_magcache(model)
 
-    # Least times over the interleaved rounds: on a shared machine interference only ever adds time.
-    best = {name: best_time(loop.clock, times[name], steps_of[name]) for name in variants}
-    base_time = best["unhooked"]
+    base_time = timings.best("unhooked")
     rows = []
     for name in variants:
-        t = best[name]
+        t = timings.best(name)
         ideal, achieved = steps / passes[name], base_time / t
-        spread = (max(times[name]) - min(times[name])) / min(times[name])
-        rows.append(dict(variant=name, seconds=t, spread=spread, wall_seconds=min(walls[name]),
+        rows.append(dict(variant=name, seconds=t, spread=timings.spread(name), wall_seconds=min(timings.walls[name]),
                          ratio_to_unhooked=t / base_time, passes=passes[name], ideal_speedup=ideal,
                          achieved_speedup=achieved, achieved_of_ideal=achieved / ideal,
                          cache_bytes=held.get(name, 0), peak_extra_bytes=peaks.get(name)))
@@ -85,11 +77,12 @@ def main() -> None:
         print(f"{r['variant']:<22}{r['seconds']:>9.3f}{100 * r['spread']:>7.1f}%{r['ratio_to_unhooked']:>12.3f}"
               f"{r['passes']:>8}{r['ideal_speedup']:>7.2f}x{r['achieved_speedup']:>9.2f}x"
               f"{100 * r['achieved_of_ideal']:>9.1f}%{r['cache_bytes'] / 2**20:>11.2f}")
-    per_pass = (base_time - best["floor (1 pass)"]) / (steps - 1)
+    per_pass = (base_time - timings.best("floor (1 pass)")) / (steps - 1)
     outside = (base_time - steps * per_pass) / base_time
+    fast = passes["opensora-fast"]
     print(f"outside the block stack (embedders, final layer, sampler): {100 * outside:.1f}% of the unhooked loop; "
           f"skipped steps still pay it, so achieved/ideal tops out near "
-          f"{100 / (1 + outside * (steps / 12 - 1)):.1f}% at 12 passes.")
+          f"{100 / (1 + outside * (steps / fast - 1)):.1f}% at opensora-fast's {fast} passes.")
     print(f"the cache holds one residual per state: {next(iter(held.values())) / 2**20:.2f} MiB, one block-stack "
           f"activation ([cond, uncond] x tokens x hidden).")
     if peaks:

@@ -23,7 +23,7 @@ import statistics
 import time
 
 import torch
-from stdit3_loop import add_loop_options, best_time, build_loop
+from stdit3_loop import Timings, add_loop_options, build_loop
 
 from magcache_videosys import TeaCacheConfig, apply_teacache, get_stats, remove_teacache
 from magcache_videosys.hooks import get_cache
@@ -63,8 +63,7 @@ def main() -> None:
     }
     variants.update({name: (TeaCacheConfig.preset(name), True) for name in PRESETS})
     variants.update({f"threshold {t:g}": (TeaCacheConfig(threshold=t), True) for t in args.thresholds})
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    steps_of: dict[str, list[list[float]]] = {name: [] for name in variants}
+    timings = Timings(loop.clock)
     decisions: dict[str, list[float]] = {name: [] for name in variants}
     passes: dict[str, int] = {}
 
@@ -73,19 +72,15 @@ def main() -> None:
         for name, (cfg, sync) in variants.items():
             if cfg is not None:
                 timed_decisions(apply_teacache(model, cfg).policy, sync, decisions[name])
-            seconds, _, per_step = loop.run()
-            times[name].append(seconds)
-            steps_of[name].append(per_step)
+            timings.add(name, loop.run())
             passes[name] = len(get_stats(model).computed_steps) if cfg is not None else args.steps
             if get_cache(model) is not None:
                 remove_teacache(model)
 
-    # Least times over the interleaved rounds: on a shared machine interference only ever adds time.
-    best = {name: best_time(loop.clock, times[name], steps_of[name]) for name in variants}
-    base_time = best["unhooked"]
+    base_time = timings.best("unhooked")
     rows = []
     for name in variants:
-        t = best[name]
+        t = timings.best(name)
         ideal, achieved = args.steps / passes[name], base_time / t
         per_step = statistics.median(decisions[name]) if decisions[name] else None
         rows.append(dict(variant=name, seconds=t, ratio_to_unhooked=t / base_time, passes=passes[name],

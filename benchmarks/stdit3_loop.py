@@ -21,11 +21,30 @@ CLOCKS = {
 }
 
 
-def best_time(clock: str, loops: list[float], steps: list[list[float]]) -> float:
-    """One variant's time from its rounds: the best loop, or the sum of per-step minima."""
-    if clock == "steps":
-        return sum(min(step) for step in zip(*steps))
-    return min(loops)
+class Timings:
+    """Each variant's runs over the interleaved rounds, and the time they stand for."""
+
+    def __init__(self, clock: str) -> None:
+        self.clock = clock
+        self.loops: dict[str, list[float]] = {}
+        self.walls: dict[str, list[float]] = {}
+        self.steps: dict[str, list[list[float]]] = {}
+
+    def add(self, name: str, run: tuple[float, float, list[float]]) -> None:
+        seconds, wall, per_step = run
+        self.loops.setdefault(name, []).append(seconds)
+        self.walls.setdefault(name, []).append(wall)
+        self.steps.setdefault(name, []).append(per_step)
+
+    def best(self, name: str) -> float:
+        """The best loop, or the sum of per-step minima: interference on a shared machine only adds time."""
+        if self.clock == "steps":
+            return sum(min(step) for step in zip(*self.steps[name]))
+        return min(self.loops[name])
+
+    def spread(self, name: str) -> float:
+        """Slowest whole loop over the fastest."""
+        return (max(self.loops[name]) - min(self.loops[name])) / min(self.loops[name])
 
 
 def add_loop_options(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from .adapters import find_adapter
 from .hooks import BlockStackCache, get_cache
 from .ratios import RESAMPLE_METHODS, RatioTable, load_ratio_table
 from .schedule import MagCacheDecider, SchedulePlan, plan_schedule
-from .validation import check, check_num_steps, is_int, is_real
+from .validation import check, check_num_steps, from_preset, is_int, is_real
 
 logger = logging.getLogger("magcache_videosys")
 
@@ -95,12 +95,7 @@ class MagCacheConfig:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "MagCacheConfig":
         """A named setting (``opensora-fast``, ``opensora-slow``, ``opensora-turbo``), fields overridable."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown MagCache preset {name!r}; choose one of {', '.join(PRESETS)}.")
-        unknown = set(overrides) - {f.name for f in fields(cls) if f.init}
-        if unknown:
-            raise ValueError(f"unknown MagCacheConfig field(s): {', '.join(sorted(unknown))}.")
-        return cls(**{**PRESETS[name], **overrides})
+        return from_preset(cls, PRESETS, name, overrides)
 
     def replace(self, **changes: Any) -> "MagCacheConfig":
         return replace(self, **changes)

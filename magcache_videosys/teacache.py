@@ -19,7 +19,7 @@ from torch import nn
 
 from .adapters import UnsupportedModelError, find_adapter
 from .hooks import BlockStackCache, get_cache
-from .validation import check, check_num_steps, is_real
+from .validation import check, check_num_steps, from_preset, is_real
 
 METHOD = "TeaCache"
 
@@ -80,12 +80,7 @@ class TeaCacheConfig:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "TeaCacheConfig":
         """A named setting (``teacache-slow``, ``teacache-fast``), fields overridable."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown TeaCache preset {name!r}; choose one of {', '.join(PRESETS)}.")
-        unknown = set(overrides) - {f.name for f in fields(cls) if f.init}
-        if unknown:
-            raise ValueError(f"unknown TeaCacheConfig field(s): {', '.join(sorted(unknown))}.")
-        return cls(**{**PRESETS[name], **overrides})
+        return from_preset(cls, PRESETS, name, overrides)
 
     def replace(self, **changes: Any) -> "TeaCacheConfig":
         return replace(self, **changes)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from dataclasses import fields
+from typing import Any, Callable, Mapping
 
 
 def is_real(value: Any) -> bool:
@@ -25,3 +26,14 @@ def check(value: Any, kind: Callable[[Any], bool], rule: Callable[[Any], bool], 
 def check_num_steps(value: Any) -> None:
     if value is not None:
         check(value, is_int, lambda v: v >= 2, "num_steps must be None (follow the run) or an int >= 2")
+
+
+def from_preset(cls: type, presets: Mapping[str, Mapping[str, Any]], name: str, overrides: Mapping[str, Any]) -> Any:
+    """``cls`` made from the preset ``name`` with ``overrides``; unknown names and fields are clear errors."""
+    method = cls.__name__.removesuffix("Config")
+    if name not in presets:
+        raise ValueError(f"unknown {method} preset {name!r}; choose one of {', '.join(presets)}.")
+    unknown = set(overrides) - {f.name for f in fields(cls) if f.init}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}.")
+    return cls(**{**presets[name], **overrides})
