@@ -14,10 +14,9 @@ peak-memory difference).
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
-from stdit3_loop import Timings, add_loop_options, build_loop
+from stdit3_loop import Timings, add_loop_options, build_loop, save_results
 
 from magcache_videosys import MagCacheConfig, apply_magcache, get_stats, remove_magcache
 from magcache_videosys.hooks import get_cache
@@ -89,9 +88,7 @@ def main() -> None:
         for name, peak in peaks.items():
             print(f"peak memory over unhooked, {name}: {(peak - peaks['unhooked']) / 2**20:+.2f} MiB")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"settings": {**{k: str(v) for k, v in vars(args).items()}, "clock": loop.clock},
-                       "rows": rows}, f, indent=2)
+        save_results(args.json, args, loop, rows)
 
 
 if __name__ == "__main__":

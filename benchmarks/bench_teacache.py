@@ -18,12 +18,11 @@ sync is the never-skip row minus the no-transfer row.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import torch
-from stdit3_loop import Timings, add_loop_options, build_loop
+from stdit3_loop import Timings, add_loop_options, build_loop, save_results
 
 from magcache_videosys import TeaCacheConfig, apply_teacache, get_stats, remove_teacache
 from magcache_videosys.hooks import get_cache
@@ -93,9 +92,7 @@ def main() -> None:
         print(f"{r['variant']:<26}{r['seconds']:>9.3f}{r['ratio_to_unhooked']:>12.3f}{r['passes']:>8}"
               f"{r['ideal_speedup']:>7.2f}x{r['achieved_speedup']:>9.2f}x{decision:>13}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"settings": {**{k: str(v) for k, v in vars(args).items()}, "clock": loop.clock},
-                       "rows": rows}, f, indent=2)
+        save_results(args.json, args, loop, rows)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from magcache_videosys.atomic import write_json_atomic
 from magcache_videosys.tiny import tiny_stdit3
 from magcache_videosys.videosys_compat import import_videosys
 
@@ -133,3 +134,9 @@ def build_loop(args: argparse.Namespace) -> Loop:
         f"({torch.get_num_threads()} threads), {CLOCKS[clock]}"
     )
     return Loop(model, scheduler, (z, model_args, y_null), device, clock, description)
+
+
+def save_results(path: str, args: argparse.Namespace, loop: Loop, rows: list[dict]) -> None:
+    """The settings and rows as JSON, written atomically."""
+    settings = {**{k: str(v) for k, v in vars(args).items()}, "clock": loop.clock}
+    write_json_atomic(path, {"settings": settings, "rows": rows})
