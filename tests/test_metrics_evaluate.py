@@ -17,7 +17,8 @@ import torch
 from skimage.metrics import structural_similarity
 
 from magcache_videosys.metrics.errors import MetricsError
-from magcache_videosys.metrics.evaluate import evaluate, format_summary, parse_metrics, write_results
+from magcache_videosys.metrics.evaluate import evaluate, format_summary, parse_metrics, scoring_context, write_results
+from magcache_videosys.metrics.fused import ENV_SWITCH
 from magcache_videosys.metrics.lpips import TAP_CHANNELS, LPIPSAlex, alexnet_features
 from magcache_videosys.metrics.video_io import read_video
 
@@ -118,6 +119,20 @@ def test_threads_batch_size_and_workers_do_not_change_values(folders):
     for va, vb in zip(a.videos, b.videos):
         for metric in ("psnr", "ssim"):
             np.testing.assert_allclose(va.values[metric], vb.values[metric], rtol=0, atol=1e-9)
+
+
+def test_eager_scoring_with_a_thread_pool_gives_the_fused_values(folders, monkeypatch):
+    (fused,) = evaluate(folders["base"], [folders["fast"]], metrics="psnr,ssim", progress=False)
+    with scoring_context("cpu") as pool:
+        assert pool is None  # the fused kernels use every core themselves
+    monkeypatch.setenv(ENV_SWITCH, "0")
+    threads = torch.get_num_threads()
+    with scoring_context("cpu") as pool:
+        assert (pool is None) == (threads == 1)  # eager: one single-threaded scorer per thread
+    (eager,) = evaluate(folders["base"], [folders["fast"]], metrics="psnr,ssim", batch_size=1, progress=False)
+    for vf, ve in zip(fused.videos, eager.videos):
+        np.testing.assert_allclose(vf.values["psnr"], ve.values["psnr"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(vf.values["ssim"], ve.values["ssim"], rtol=0, atol=1e-7)
 
 
 def test_lpips_runs_with_an_explicit_model(folders):

@@ -1,10 +1,11 @@
 """The batched driver: decode in a thread pool, score frame chunks, average like the reference.
 
 Decoding runs in ffmpeg subprocesses fed by ``workers`` threads, a few videos ahead of the
-metrics, so a run is bound by whichever is slower. On CPU, frame chunks are scored by one thread
-per core with single-threaded torch ops: small cache-resident chunks in parallel beat torch's own
-intra-op threading, which stalls whenever the decoders hold a core. A reference video is decoded
-once however many generated folders are compared with it.
+metrics, so a run is bound by whichever is slower. On CPU, PSNR and SSIM run fused kernels that
+spread over the cores themselves (``fused.py``); without them, frame chunks are scored by one
+thread per core with single-threaded torch ops, since small cache-resident chunks in parallel beat
+torch's own intra-op threading for eager elementwise work. A reference video is decoded once however
+many generated folders are compared with it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from .errors import MetricsError
+from .fused import fused_enabled
 from .lpips import MIN_SIZE as LPIPS_MIN_SIZE
 from .lpips import LPIPSAlex, load_lpips
 from .outputs import write_csv, write_json
@@ -211,8 +213,9 @@ def scoring_context(device: torch.device | str) -> Iterator[ThreadPoolExecutor |
     """Set up exact, fast scoring on ``device``; yields the chunk thread pool to pass to ``score_video``.
 
     CUDA: no TF32 (it would cost SSIM and LPIPS three decimal digits). CPU: freed memory kept for
-    reuse, and one scoring thread per torch thread, each running single-threaded torch ops; the
-    thread setting is restored on exit.
+    reuse; with the fused kernels (which hold the GIL and use every torch thread) no pool, otherwise
+    one scoring thread per torch thread, each running single-threaded torch ops, the thread setting
+    restored on exit.
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -226,7 +229,7 @@ def scoring_context(device: torch.device | str) -> Iterator[ThreadPoolExecutor |
         return
     keep_freed_memory()
     threads = torch.get_num_threads()
-    if threads == 1:
+    if threads == 1 or fused_enabled(device):
         yield None
         return
     torch.set_num_threads(1)

@@ -5,13 +5,15 @@ data_range=1)``: skimage filters with reflected borders but then drops the 5-pix
 
 How it is made fast while staying exact to float32 rounding:
 
-* Frames are centred on mid-grey (``a' = a - 127.5`` for uint8) and four maps are filtered: ``u = a' + b'``, ``v = a' - b'``
-  and their squares. Both means and all three second moments are linear in those four filtered
-  maps, and centring keeps the variance subtractions well conditioned.
-* The 2-D Gaussian is separable: two 11-tap depthwise convolutions over the four maps x channels
-  stored channels-last, which is the ``(H, W, C)`` layout decoders produce.
-* One small matrix product turns the channels-last filter output into planes of the means and
-  second moments; the rest is a few in-place products on those planes.
+* Frames are centred on mid-grey (``a' = a - 127.5`` for uint8) and four maps are filtered:
+  ``u = a' + b'``, ``v = a' - b'`` and their squares. SSIM follows from their local means and
+  variances alone (``ssim_map_sums``), and centring keeps the variance subtractions well conditioned.
+* The 2-D Gaussian is separable: an 11-tap vertical pass, then an 11-tap horizontal one.
+* On CPU, two loops fused by ``torch.compile`` do everything (see ``fused.py``): the maps are made
+  on the fly from the interleaved uint8 rows in the vertical pass, and the SSIM map is summed as the
+  horizontal pass produces it. Eagerly (CUDA, or CPU without a compiler), the passes are depthwise
+  convolutions over the maps stored channels-last (the ``(H, W, C)`` layout decoders produce), in
+  horizontal strips that bound the working memory.
 * Values stay on the 0..255 scale for uint8 input; the constants are scaled instead.
 """
 
@@ -22,11 +24,13 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from .fused import FusedKernel, use_fused
+
 WINDOW = 11
 SIGMA = 1.5
 K1, K2 = 0.01, 0.03
 _BORDER = WINDOW // 2
-# pixels (over the batch) per strip: cache-sized on CPU, large on GPU where launches cost more
+# eager path: pixels (over the batch) per strip: cache-sized on CPU, large on GPU where launches cost more
 STRIP_PIXELS = {"cpu": 1 << 18, "cuda": 1 << 23}
 
 
@@ -35,6 +39,104 @@ def gaussian_window(dtype: torch.dtype = torch.float32, device: torch.device | s
     x = torch.arange(WINDOW, dtype=torch.float64) - _BORDER
     g = torch.exp(-(x**2) / (2 * SIGMA**2))
     return (g / g.sum()).to(dtype=dtype, device=device)
+
+
+_TAPS = tuple(gaussian_window(torch.float64).tolist())
+
+
+def ssim_map_sums(fu: torch.Tensor, fv: torch.Tensor, fuu: torch.Tensor, fvv: torch.Tensor, scale: float):
+    """Sum over the last dimension of the SSIM map, from the Gaussian-filtered ``u, v, u^2, v^2``.
+
+    With ``U = mean(a + b)``, ``V = mean(a - b)`` and the variances ``var_u, var_v`` of ``u, v``:
+    ``2 mu_a mu_b = (U^2 - V^2) / 2``, ``mu_a^2 + mu_b^2 = (U^2 + V^2) / 2``, ``2 sigma_ab = (var_u -
+    var_v) / 2`` and ``sigma_a^2 + sigma_b^2 = (var_u + var_v) / 2``, so the SSIM map is
+    ``(U^2 - V^2 + 2 C1)(var_u - var_v + 2 C2) / ((U^2 + V^2 + 2 C1)(var_u + var_v + 2 C2))``.
+    The inputs are left alone: in-place steps on them (views of one tensor) would stop inductor fusing
+    the formula into one loop; in-place steps on its own temporaries save eager passes.
+    Returns float64.
+    """
+    c1 = 2 * (K1 * scale) ** 2
+    c2 = 2 * (K2 * scale) ** 2
+    var_u = torch.addcmul(fuu, fu, fu, value=-1)
+    var_v = torch.addcmul(fvv, fv, fv, value=-1)
+    mean_u2 = (fu + scale).square_()  # u was centred on -scale
+    mean_v2 = fv.square()
+    numerator = (mean_u2 - mean_v2).add_(c1).mul_((var_u - var_v).add_(c2))
+    denominator = mean_u2.add_(mean_v2).add_(c1).mul_(var_u.add_(var_v).add_(c2))
+    return numerator.div_(denominator).sum(-1, dtype=torch.float64)
+
+
+def ssim_frames(
+    reference: torch.Tensor,
+    generated: torch.Tensor,
+    strip_pixels: int | None = None,
+    fused: bool | None = None,
+) -> torch.Tensor:
+    """SSIM of each frame pair; frames are ``(N, H, W, C)``, uint8 or float in ``[0, 1]``.
+
+    Returns float64 values of shape ``(N,)``. ``fused`` picks the fused CPU kernel (default: on CPU,
+    see ``fused.py``); the eager path works in horizontal strips of about ``strip_pixels`` pixels over
+    the batch. On CUDA, call it with TF32 disabled (the evaluation driver does) or the statistics
+    lose about three decimal digits.
+    """
+    if reference.shape != generated.shape:
+        raise ValueError(f"frame shapes differ: {tuple(reference.shape)} vs {tuple(generated.shape)}")
+    n, height, width, c = reference.shape
+    if height < WINDOW or width < WINDOW:
+        raise ValueError(f"SSIM needs frames of at least {WINDOW}x{WINDOW} pixels, got {width}x{height}")
+    out_pixels = (height - 2 * _BORDER) * (width - 2 * _BORDER)
+    if use_fused(reference, fused):
+        sums = _fused_sums(reference, generated)
+        if sums is not None:
+            return sums / (out_pixels * c)
+    return (_eager_sums(reference, generated, strip_pixels) / out_pixels).mean(0)
+
+
+# ----- fused (CPU) ------------------------------------------------------------------------------
+# Frames stay interleaved, viewed as (N, H, W * C) rows: the vertical pass is per channel as it is,
+# and the horizontal one steps C elements per tap. Every channel's map has the same size, so the
+# mean over channels of the per-channel means is the mean of the whole interleaved map.
+
+
+def _taps(maps: torch.Tensor, dim: int, step: int = 1) -> torch.Tensor:
+    """'Valid' 11-tap Gaussian along ``dim`` (taps ``step`` apart), as shifted sums for inductor to fuse."""
+    size = maps.shape[dim] - 2 * _BORDER * step
+    total = maps.narrow(dim, 0, size) * _TAPS[0]
+    for k in range(1, WINDOW):
+        total = total + maps.narrow(dim, k * step, size) * _TAPS[k]
+    return total
+
+
+def _vertical_pass(reference: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+    """``(N, H, W * C)`` -> ``(N, 4, H - 10, W * C)``: the vertical pass over ``u, v, u^2, v^2``."""
+    half = 127.5 if reference.dtype == torch.uint8 else 0.5
+    a = reference.float() - half
+    b = generated.float() - half
+    u, v = a + b, a - b
+    return _taps(torch.stack([u, v, u * u, v * v], dim=1), 2)
+
+
+def _horizontal_pass_ssim(vertical: torch.Tensor, scale: float, channels: int) -> torch.Tensor:
+    """The horizontal pass and the SSIM map, summed per frame: ``(N,)`` float64."""
+    return ssim_map_sums(*_taps(vertical, 3, channels).flatten(2).unbind(1), scale)
+
+
+# two kernels: inductor would otherwise recompute the vertical pass inside the horizontal one
+_vertical_kernel = FusedKernel(_vertical_pass)
+_horizontal_kernel = FusedKernel(_horizontal_pass_ssim)
+
+
+def _fused_sums(reference: torch.Tensor, generated: torch.Tensor) -> torch.Tensor | None:
+    """Per frame, the sum of the SSIM map over all channels; None if compiling is unavailable."""
+    n, height, width, c = reference.shape
+    rows = [frames.reshape(n, height, width * c) for frames in (reference, generated)]
+    vertical = _vertical_kernel(*rows)
+    if vertical is None:
+        return None
+    return _horizontal_kernel(vertical, 255.0 if reference.dtype == torch.uint8 else 1.0, c)
+
+
+# ----- eager (CUDA, or CPU without a compiler) ------------------------------------------------
 
 
 @functools.lru_cache(maxsize=8)
@@ -51,69 +153,30 @@ def _separable_blur(maps: torch.Tensor) -> torch.Tensor:
     return F.conv2d(F.conv2d(maps, vertical, groups=channels), horizontal, groups=channels)
 
 
-@functools.lru_cache(maxsize=8)
-def _moments_matrix(channels: int, device: str) -> torch.Tensor:
-    """Rows give, per channel, mu_a', mu_b', 2 E[a'b'] and E[a'^2 + b'^2] from the filtered
-    (u, v, u^2, v^2) channels: a' = (u + v) / 2, b' = (u - v) / 2, a'b' = (u^2 - v^2) / 4."""
-    eye = torch.eye(channels, dtype=torch.float64)
-    zero = torch.zeros_like(eye)
-    rows = [
-        [eye / 2, eye / 2, zero, zero],
-        [eye / 2, -eye / 2, zero, zero],
-        [zero, zero, eye / 2, -eye / 2],
-        [zero, zero, eye / 2, eye / 2],
-    ]
-    return torch.cat([torch.cat(row, dim=1) for row in rows]).float().to(device)
-
-
-def ssim_frames(reference: torch.Tensor, generated: torch.Tensor, strip_pixels: int | None = None) -> torch.Tensor:
-    """SSIM of each frame pair; frames are ``(N, H, W, C)``, uint8 or float in ``[0, 1]``.
-
-    Frames are processed in horizontal strips (overlapping by the window) of about
-    ``strip_pixels`` pixels over the batch, which bounds the working memory: on CPU the default
-    keeps every buffer cache-sized and below glibc's mmap threshold. Returns float64 values of
-    shape ``(N,)``. On CUDA, call it with TF32 disabled (the evaluation driver does) or the
-    statistics lose about three decimal digits.
-    """
-    if reference.shape != generated.shape:
-        raise ValueError(f"frame shapes differ: {tuple(reference.shape)} vs {tuple(generated.shape)}")
+def _eager_sums(reference: torch.Tensor, generated: torch.Tensor, strip_pixels: int | None) -> torch.Tensor:
+    """Per channel and frame, the sum of the SSIM map, strip by strip: ``(C, N)`` float64."""
     n, height, width, c = reference.shape
-    if height < WINDOW or width < WINDOW:
-        raise ValueError(f"SSIM needs frames of at least {WINDOW}x{WINDOW} pixels, got {width}x{height}")
     if strip_pixels is None:
         strip_pixels = STRIP_PIXELS["cuda" if reference.is_cuda else "cpu"]
-    out_h, out_w = height - 2 * _BORDER, width - 2 * _BORDER
+    out_h = height - 2 * _BORDER
     rows = max(1, strip_pixels // (n * width))
     sums = torch.zeros((c, n), dtype=torch.float64, device=reference.device)
     for top in range(0, out_h, rows):
         bottom = min(top + rows, out_h) + 2 * _BORDER
-        sums += _ssim_sums(reference[:, top:bottom], generated[:, top:bottom])
-    return (sums / (out_h * out_w)).mean(0)
+        sums += _eager_strip_sums(reference[:, top:bottom], generated[:, top:bottom])
+    return sums
 
 
-def _ssim_sums(reference: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
-    """Per channel and frame, the sum of the SSIM map over the valid region; ``(C, N)`` float64."""
+def _eager_strip_sums(reference: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
     n, height, width, c = reference.shape
     scale = 255.0 if reference.dtype == torch.uint8 else 1.0
     a = reference.float().sub_(scale / 2)
     b = generated.float().sub_(scale / 2)
-
     maps = torch.empty((n, height, width, 4, c), dtype=torch.float32, device=a.device)
     torch.add(a, b, out=maps[..., 0, :])
     torch.sub(a, b, out=maps[..., 1, :])
     torch.mul(maps[..., :2, :], maps[..., :2, :], out=maps[..., 2:, :])
-    stats = _separable_blur(maps.view(n, height, width, 4 * c).permute(0, 3, 1, 2))
-    filtered = stats.permute(0, 2, 3, 1).reshape(-1, 4 * c)  # a view: the convolutions keep channels-last
-    moments = torch.mm(_moments_matrix(c, str(filtered.device)), filtered.t())
-    mu_a, mu_b, cov2, var_sum = moments.view(4, c, n, -1).unbind(0)
-
-    c1 = (K1 * scale) ** 2
-    c2 = (K2 * scale) ** 2
-    cov2.addcmul_(mu_a, mu_b, value=-2).add_(c2)  # 2 sigma_ab + C2
-    var_sum.addcmul_(mu_a, mu_a, value=-1).addcmul_(mu_b, mu_b, value=-1).add_(c2)  # sigma_a^2 + sigma_b^2 + C2
-    mu_a.add_(scale / 2)  # undo the centring: the mean terms need the true means
-    mu_b.add_(scale / 2)
-    means2 = torch.mul(mu_a, mu_b).mul_(2).add_(c1)  # 2 mu_a mu_b + C1
-    squares = mu_a.square_().addcmul_(mu_b, mu_b).add_(c1)  # mu_a^2 + mu_b^2 + C1
-    ssim_map = means2.mul_(cov2).div_(squares.mul_(var_sum))
-    return ssim_map.sum(-1, dtype=torch.float64)
+    filtered = _separable_blur(maps.view(n, height, width, 4 * c).permute(0, 3, 1, 2))
+    # channels-last (N, H', W', 4, C) -> planes (4, C, N, H' W'), one copy
+    planes = filtered.permute(0, 2, 3, 1).reshape(n, -1, 4, c).permute(2, 3, 0, 1).contiguous()
+    return ssim_map_sums(*planes.unbind(0), scale)
