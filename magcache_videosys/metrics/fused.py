@@ -30,27 +30,30 @@ class FusedKernel:
     """
 
     def __init__(self, fn: Callable[..., torch.Tensor]):
-        self.fn = fn
-        self._compiled = torch.compile(fn)
+        self._fn = fn
+        self._compiled: Callable[..., torch.Tensor] | None = None  # made on first use: importing dynamo takes seconds
         self._built: set[tuple] = set()
 
     def __call__(self, *args: torch.Tensor | float) -> torch.Tensor | None:
         if _failure:
             return None
+        if self._compiled is None:
+            self._compiled = torch.compile(self._fn)
         key = tuple((a.dtype, tuple(a.shape[1:])) if isinstance(a, torch.Tensor) else a for a in args)
+        mark_dynamic = getattr(torch._dynamo, "maybe_mark_dynamic", None)  # torch >= 2.2
         for arg in args:
-            if isinstance(arg, torch.Tensor):
-                torch._dynamo.maybe_mark_dynamic(arg, 0)
+            if isinstance(arg, torch.Tensor) and mark_dynamic is not None:
+                mark_dynamic(arg, 0)  # one kernel for every batch size
         if key in self._built:
             return self._compiled(*args)
         try:
             result = self._compiled(*args)
-        except torch._dynamo.exc.BackendCompilerFailed as error:
-            reason = str(error).strip().splitlines()[0]
+        except Exception as error:  # a first call compiles; inputs were checked, so this is the compiler
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             _failure.append(reason)
             warnings.warn(
                 f"could not compile the fused CPU metric kernels ({reason}); computing the metrics with eager "
-                f"torch instead, same values, about half the speed. Install a C++ compiler (g++) for the fast "
+                f"torch instead, same values, about a third of the speed. Install a C++ compiler (g++) for the fast "
                 f"kernels, or set {ENV_SWITCH}=0 to skip compiling.",
                 RuntimeWarning,
                 stacklevel=3,
