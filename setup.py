@@ -20,7 +20,15 @@ setup(
     extras_require={
         "plot": ["matplotlib"],
         "eval": ["imageio", "imageio-ffmpeg", "matplotlib"],
-        "test": ["pytest>=7", "diffusers>=0.30,<1", "matplotlib", "imageio", "imageio-ffmpeg", "scikit-image"],
+        "test": [
+            "pytest>=7",
+            "ruff==0.17.6",  # exact: formatting and rules change between releases
+            "diffusers>=0.30,<1",
+            "matplotlib",
+            "imageio",
+            "imageio-ffmpeg",
+            "scikit-image",
+        ],
     },
     entry_points={"console_scripts": ["magcache-videosys=magcache_videosys.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],

@@ -34,8 +34,9 @@ def main() -> None:
     variants = {"unhooked": None, "hooked, never skips": MagCacheConfig.preset("opensora-fast", max_skip_steps=0)}
     variants.update({name: MagCacheConfig.preset(name) for name in PRESETS})
     # Skips every step after the first: what the steps cost without the block stack.
-    variants["floor (1 pass)"] = MagCacheConfig(mag_ratios=[1.0] * (steps - 1), threshold=1e9,
-                                                max_skip_steps=steps, retention_ratio=0.0)
+    variants["floor (1 pass)"] = MagCacheConfig(
+        mag_ratios=[1.0] * (steps - 1), threshold=1e9, max_skip_steps=steps, retention_ratio=0.0
+    )
     timings = Timings(loop.clock)
     passes: dict[str, int] = {}
     held: dict[str, int] = {}
@@ -64,26 +65,45 @@ def main() -> None:
     for name in variants:
         t = timings.best(name)
         ideal, achieved = steps / passes[name], base_time / t
-        rows.append(dict(variant=name, seconds=t, spread=timings.spread(name), wall_seconds=min(timings.walls[name]),
-                         ratio_to_unhooked=t / base_time, passes=passes[name], ideal_speedup=ideal,
-                         achieved_speedup=achieved, achieved_of_ideal=achieved / ideal,
-                         cache_bytes=held.get(name, 0), peak_extra_bytes=peaks.get(name)))
+        rows.append(
+            dict(
+                variant=name,
+                seconds=t,
+                spread=timings.spread(name),
+                wall_seconds=min(timings.walls[name]),
+                ratio_to_unhooked=t / base_time,
+                passes=passes[name],
+                ideal_speedup=ideal,
+                achieved_speedup=achieved,
+                achieved_of_ideal=achieved / ideal,
+                cache_bytes=held.get(name, 0),
+                peak_extra_bytes=peaks.get(name),
+            )
+        )
 
     print(loop.description + "; spread: slowest round over fastest, whole loops")
-    print(f"{'variant':<22}{'seconds':>9}{'spread':>8}{'x unhooked':>12}{'passes':>8}{'ideal':>8}"
-          f"{'achieved':>10}{'of ideal':>10}{'cache MiB':>11}")
+    print(
+        f"{'variant':<22}{'seconds':>9}{'spread':>8}{'x unhooked':>12}{'passes':>8}{'ideal':>8}"
+        f"{'achieved':>10}{'of ideal':>10}{'cache MiB':>11}"
+    )
     for r in rows:
-        print(f"{r['variant']:<22}{r['seconds']:>9.3f}{100 * r['spread']:>7.1f}%{r['ratio_to_unhooked']:>12.3f}"
-              f"{r['passes']:>8}{r['ideal_speedup']:>7.2f}x{r['achieved_speedup']:>9.2f}x"
-              f"{100 * r['achieved_of_ideal']:>9.1f}%{r['cache_bytes'] / 2**20:>11.2f}")
+        print(
+            f"{r['variant']:<22}{r['seconds']:>9.3f}{100 * r['spread']:>7.1f}%{r['ratio_to_unhooked']:>12.3f}"
+            f"{r['passes']:>8}{r['ideal_speedup']:>7.2f}x{r['achieved_speedup']:>9.2f}x"
+            f"{100 * r['achieved_of_ideal']:>9.1f}%{r['cache_bytes'] / 2**20:>11.2f}"
+        )
     per_pass = (base_time - timings.best("floor (1 pass)")) / (steps - 1)
     outside = (base_time - steps * per_pass) / base_time
     fast = passes["opensora-fast"]
-    print(f"outside the block stack (embedders, final layer, sampler): {100 * outside:.1f}% of the unhooked loop; "
-          f"skipped steps still pay it, so achieved/ideal tops out near "
-          f"{100 / (1 + outside * (steps / fast - 1)):.1f}% at opensora-fast's {fast} passes.")
-    print(f"the cache holds one residual per state: {next(iter(held.values())) / 2**20:.2f} MiB, one block-stack "
-          f"activation ([cond, uncond] x tokens x hidden).")
+    print(
+        f"outside the block stack (embedders, final layer, sampler): {100 * outside:.1f}% of the unhooked loop; "
+        f"skipped steps still pay it, so achieved/ideal tops out near "
+        f"{100 / (1 + outside * (steps / fast - 1)):.1f}% at opensora-fast's {fast} passes."
+    )
+    print(
+        f"the cache holds one residual per state: {next(iter(held.values())) / 2**20:.2f} MiB, one block-stack "
+        f"activation ([cond, uncond] x tokens x hidden)."
+    )
     if peaks:
         for name, peak in peaks.items():
             print(f"peak memory over unhooked, {name}: {(peak - peaks['unhooked']) / 2**20:+.2f} MiB")

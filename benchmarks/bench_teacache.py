@@ -82,15 +82,28 @@ def main() -> None:
         t = timings.best(name)
         ideal, achieved = args.steps / passes[name], base_time / t
         per_step = statistics.median(decisions[name]) if decisions[name] else None
-        rows.append(dict(variant=name, seconds=t, ratio_to_unhooked=t / base_time, passes=passes[name],
-                         ideal_speedup=ideal, achieved_speedup=achieved, decision_s=per_step))
+        rows.append(
+            dict(
+                variant=name,
+                seconds=t,
+                ratio_to_unhooked=t / base_time,
+                passes=passes[name],
+                ideal_speedup=ideal,
+                achieved_speedup=achieved,
+                decision_s=per_step,
+            )
+        )
 
     print(loop.description)
-    print(f"{'variant':<26}{'seconds':>9}{'x unhooked':>12}{'passes':>8}{'ideal':>8}{'achieved':>10}{'decision ms':>13}")
+    print(
+        f"{'variant':<26}{'seconds':>9}{'x unhooked':>12}{'passes':>8}{'ideal':>8}{'achieved':>10}{'decision ms':>13}"
+    )
     for r in rows:
         decision = "" if r["decision_s"] is None else f"{1000 * r['decision_s']:.3f}"
-        print(f"{r['variant']:<26}{r['seconds']:>9.3f}{r['ratio_to_unhooked']:>12.3f}{r['passes']:>8}"
-              f"{r['ideal_speedup']:>7.2f}x{r['achieved_speedup']:>9.2f}x{decision:>13}")
+        print(
+            f"{r['variant']:<26}{r['seconds']:>9.3f}{r['ratio_to_unhooked']:>12.3f}{r['passes']:>8}"
+            f"{r['ideal_speedup']:>7.2f}x{r['achieved_speedup']:>9.2f}x{decision:>13}"
+        )
     if args.json:
         save_results(args.json, args, loop, rows)
 

@@ -14,7 +14,6 @@ from magcache_videosys.atomic import write_json_atomic
 from magcache_videosys.tiny import tiny_stdit3
 from magcache_videosys.videosys_compat import import_videosys
 
-
 CLOCKS = {
     "wall": "best loop's wall time",
     "cpu": "best loop's CPU time",
@@ -58,10 +57,13 @@ def add_loop_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions; the best of them is reported")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--clock", choices=["wall", "cpu", "steps"],
-                        help="what the ratios compare: the best loop's wall time (default on CUDA) or CPU time, or "
-                        "(default on CPU) the sum over steps of each step's least CPU time across rounds, which "
-                        "keeps a noisy shared machine's bursts out of the comparison")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu", "steps"],
+        help="what the ratios compare: the best loop's wall time (default on CUDA) or CPU time, or "
+        "(default on CPU) the sum over steps of each step's least CPU time across rounds, which "
+        "keeps a noisy shared machine's bursts out of the comparison",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--json", help="also write the results here")
@@ -94,8 +96,9 @@ class Loop:
         start, cpu = time.perf_counter(), time.process_time()
         try:
             with torch.no_grad():
-                self.scheduler.sample(self.model, z=z, model_args=dict(model_args), y_null=y_null,
-                                      device=self.device, progress=False)
+                self.scheduler.sample(
+                    self.model, z=z, model_args=dict(model_args), y_null=y_null, device=self.device, progress=False
+                )
             if cuda:
                 torch.cuda.synchronize()
         finally:

@@ -82,8 +82,14 @@ def calibrate_opensora(settings: CalibrationSettings, name: str = "calibrated", 
     runs: list[RunStats] = []
     jobs = [(p, s) for p in settings.prompts for s in settings.seeds]
     for prompt, seed in tqdm(jobs, desc="calibrating", unit="video", disable=not progress):
-        target.generate(prompt, resolution=settings.resolution, aspect_ratio=settings.aspect_ratio,
-                        num_frames=settings.frames, seed=seed, verbose=False)
+        target.generate(
+            prompt,
+            resolution=settings.resolution,
+            aspect_ratio=settings.aspect_ratio,
+            num_frames=settings.frames,
+            seed=seed,
+            verbose=False,
+        )
         stats = _stats(target)
         if not stats.complete or len(stats.ratio) != settings.steps - 1:
             raise RuntimeError(f"calibration run for {prompt!r} (seed {seed}) did not record every step.")
@@ -101,12 +107,23 @@ def average_runs(
     import magcache_videosys
 
     measured = dict(
-        model=model, steps=settings.steps, resolution=settings.resolution, aspect_ratio=settings.aspect_ratio,
-        num_frames=settings.frames, cfg_scale=settings.cfg_scale, dtype=dtype, prompts=list(settings.prompts),
-        seeds=list(settings.seeds), runs=len(runs),
+        model=model,
+        steps=settings.steps,
+        resolution=settings.resolution,
+        aspect_ratio=settings.aspect_ratio,
+        num_frames=settings.frames,
+        cfg_scale=settings.cfg_scale,
+        dtype=dtype,
+        prompts=list(settings.prompts),
+        seeds=list(settings.seeds),
+        runs=len(runs),
         ratio_std_across_runs=[statistics.pstdev(v) for v in per_step],
-        versions={"magcache_videosys": magcache_videosys.__version__, "torch": torch.__version__,
-                  "python": platform.python_version(), "videosys": _videosys_version()},
+        versions={
+            "magcache_videosys": magcache_videosys.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "videosys": _videosys_version(),
+        },
         **settings.extra,
     )
     return RatioTable(

@@ -56,8 +56,13 @@ def _config_from_args(args: argparse.Namespace) -> tuple[MagCacheConfig, RatioTa
         missing = [k for k in ("threshold", "K", "retention_ratio") if getattr(args, k) is None]
         if missing:
             raise UsageError(f"--ratios needs {', '.join('--' + k.replace('_', '-') for k in missing)} too.")
-        base = MagCacheConfig(mag_ratios=args.ratios, threshold=args.threshold, max_skip_steps=args.K,
-                              retention_ratio=args.retention_ratio, ratio_power=args.ratio_power or 1.0)
+        base = MagCacheConfig(
+            mag_ratios=args.ratios,
+            threshold=args.threshold,
+            max_skip_steps=args.K,
+            retention_ratio=args.retention_ratio,
+            ratio_power=args.ratio_power or 1.0,
+        )
     table = _fit_table(base.table, args.steps, args.resample)
     return base.replace(mag_ratios=table, resample=args.resample or base.resample), table
 
@@ -97,9 +102,11 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     resampled = table.settings.get("resampled_from")
     note = f", resampled ({resampled['method']}) from {resampled['num_steps']} steps" if resampled else ""
     print(f"table {table.name} ({table.model}){note}")
-    print(f"{plan.num_steps} steps, threshold {cfg.threshold:g}, K {cfg.max_skip_steps}, retention "
-          f"{cfg.retention_ratio:g} ({_retained(plan)} steps always computed), "
-          f"ratio power {cfg.ratio_power:g}")
+    print(
+        f"{plan.num_steps} steps, threshold {cfg.threshold:g}, K {cfg.max_skip_steps}, retention "
+        f"{cfg.retention_ratio:g} ({_retained(plan)} steps always computed), "
+        f"ratio power {cfg.ratio_power:g}"
+    )
     print(f"{'step':>4}  {'action':<8}{'ratio':>8}{'acc ratio':>11}{'acc err':>9}")
     for s in plan.steps:
         ratio = "-" if s.ratio is None else f"{s.ratio:.5f}"
@@ -136,9 +143,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError(f"the grid has no points: {', '.join(empty)} is empty.")
     plans = sweep(ratios, thresholds, ks, retentions)
     rows = [
-        {"retention_ratio": p.retention_ratio, "K": p.max_skip_steps, "threshold": p.threshold,
-         "passes": p.num_computed, "predicted_speedup": round(p.predicted_speedup, 4),
-         "skipped_steps": " ".join(map(str, p.skipped_steps))}
+        {
+            "retention_ratio": p.retention_ratio,
+            "K": p.max_skip_steps,
+            "threshold": p.threshold,
+            "passes": p.num_computed,
+            "predicted_speedup": round(p.predicted_speedup, 4),
+            "skipped_steps": " ".join(map(str, p.skipped_steps)),
+        }
         for p in plans
     ]
     if args.csv:
@@ -154,18 +166,32 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     reach = [r for r in rows if args.target_passes is not None and r["passes"] <= args.target_passes]
     reach.sort(key=lambda r: (-r["passes"], r["threshold"], r["K"], r["retention_ratio"]))
     if args.json:
-        print(json.dumps({"table": table.name, "num_steps": table.num_steps, "ratio_power": args.ratio_power,
-                          "rows": rows, "reaching_target": reach}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "table": table.name,
+                    "num_steps": table.num_steps,
+                    "ratio_power": args.ratio_power,
+                    "rows": rows,
+                    "reaching_target": reach,
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"table {table.name}, {table.num_steps} steps, ratio power {args.ratio_power:g}")
     print(f"{'retention':>9}{'K':>4}{'threshold':>11}{'passes':>8}{'speedup':>9}")
     for r in rows:
-        print(f"{r['retention_ratio']:>9g}{r['K']:>4}{r['threshold']:>11g}{r['passes']:>8}{r['predicted_speedup']:>8.2f}x")
+        print(
+            f"{r['retention_ratio']:>9g}{r['K']:>4}{r['threshold']:>11g}{r['passes']:>8}{r['predicted_speedup']:>8.2f}x"
+        )
     if args.target_passes is not None:
         print(f"settings with at most {args.target_passes} passes (closest first, then most conservative):")
         for r in reach[:10]:
-            print(f"  --threshold {r['threshold']:g} --K {r['K']} --retention-ratio {r['retention_ratio']:g}: "
-                  f"{r['passes']} passes, {r['predicted_speedup']:.2f}x")
+            print(
+                f"  --threshold {r['threshold']:g} --K {r['K']} --retention-ratio {r['retention_ratio']:g}: "
+                f"{r['passes']} passes, {r['predicted_speedup']:.2f}x"
+            )
         if not reach:
             print("  none in this grid; raise the thresholds or K.")
     for path in (args.csv, args.plot):
@@ -199,8 +225,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UsageError(str(exc)) from None
     settings = CalibrationSettings(
-        prompts=prompts, seeds=_ints(args.seeds), steps=args.steps, resolution=args.resolution,
-        aspect_ratio=args.aspect_ratio, frames=args.frames, cfg_scale=args.cfg_scale, num_gpus=args.num_gpus,
+        prompts=prompts,
+        seeds=_ints(args.seeds),
+        steps=args.steps,
+        resolution=args.resolution,
+        aspect_ratio=args.aspect_ratio,
+        frames=args.frames,
+        cfg_scale=args.cfg_scale,
+        num_gpus=args.num_gpus,
         tiny=args.tiny,
     )
     table = calibrate_opensora(settings, name=args.name or _stem(args.out))
@@ -244,8 +276,9 @@ def _add_setting_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="magcache-videosys", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="magcache-videosys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("schedule", help="step-by-step plan of one setting")

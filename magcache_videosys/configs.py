@@ -50,8 +50,12 @@ class OpenSoraConfig(_videosys.OpenSoraConfig):
             )
         if self.enable_pab:
             _enable_pab(self, None if self.pab_config is _SHARED_PAB_CONFIG else self.pab_config)
-        _enable_if("magcache", enable_magcache, magcache_config, lambda cfg: _enable_magcache(self, cfg), "opensora-fast")
-        _enable_if("teacache", enable_teacache, teacache_config, lambda cfg: _enable_teacache(self, cfg), "teacache-slow")
+        _enable_if(
+            "magcache", enable_magcache, magcache_config, lambda cfg: _enable_magcache(self, cfg), "opensora-fast"
+        )
+        _enable_if(
+            "teacache", enable_teacache, teacache_config, lambda cfg: _enable_teacache(self, cfg), "teacache-slow"
+        )
 
 
 def _enable_if(name: str, enabled: bool, cfg: Any, enable: Any, default: str) -> None:

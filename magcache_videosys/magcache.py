@@ -111,7 +111,10 @@ class MagCacheConfig:
                 _told_resampled.add(key)
                 logger.warning(
                     "MagCache: ratio table %r is for %d steps; resampled (%s) to this run's %d steps.",
-                    table.name, table.num_steps, self.resample, num_steps,
+                    table.name,
+                    table.num_steps,
+                    self.resample,
+                    num_steps,
                 )
             table = table.resample(num_steps, self.resample)
         if self.ratio_power == 1.0:

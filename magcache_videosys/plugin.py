@@ -161,8 +161,10 @@ def _wrap_pipeline_cls(config: Any) -> None:
 
 
 def _unwrap_pipeline_cls(config: Any) -> None:
-    if isinstance(config.pipeline_cls, CachedPipeline) and not getattr(config, "enable_pab", False) and not any(
-        getattr(config, f"enable_{m}", False) for m in METHODS
+    if (
+        isinstance(config.pipeline_cls, CachedPipeline)
+        and not getattr(config, "enable_pab", False)
+        and not any(getattr(config, f"enable_{m}", False) for m in METHODS)
     ):
         config.pipeline_cls = config.pipeline_cls.pipeline_cls
 

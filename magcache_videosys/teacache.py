@@ -116,7 +116,9 @@ def _polynomial(coefficients: Any) -> tuple[float, ...]:
     if not values or not all(is_real(c) for c in values):
         raise ValueError(f"coefficients must be one or more finite numbers, highest power first, got {coefficients!r}.")
     if not any(values):
-        raise ValueError("coefficients are all 0: nothing would accumulate and every step after the first would be skipped.")
+        raise ValueError(
+            "coefficients are all 0: nothing would accumulate and every step after the first would be skipped."
+        )
     return tuple(float(c) for c in values)
 
 

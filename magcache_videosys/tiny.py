@@ -76,8 +76,15 @@ def tiny_text_encoder(d_model: int = 32, seed: int = 0) -> tuple[nn.Module, Any]
     )
     torch.manual_seed(seed)
     config = T5Config(
-        vocab_size=len(vocab), d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=2, num_heads=4,
-        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+        vocab_size=len(vocab),
+        d_model=d_model,
+        d_kv=8,
+        d_ff=2 * d_model,
+        num_layers=2,
+        num_heads=4,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
     )
     return T5EncoderModel(config).eval(), tokenizer
 
@@ -94,9 +101,15 @@ class TinyVideoVAE(nn.Module):
 
         torch.manual_seed(seed)
         self.module = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=latent_channels,
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4, sample_size=64,
+            in_channels=3,
+            out_channels=3,
+            latent_channels=latent_channels,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(8, 8, 8, 8),
+            layers_per_block=1,
+            norm_num_groups=4,
+            sample_size=64,
         )
         self.out_channels = latent_channels
         self.patch_size = (self.time_factor, 8, 8)

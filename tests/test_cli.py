@@ -29,9 +29,13 @@ def test_schedule_preset_text(capsys):
     assert "   6  skip     0.99804    0.99804  0.00196" in out
 
 
-@pytest.mark.parametrize("preset, skipped", [("opensora-slow", list(range(6, 30, 2))),
-                                             ("opensora-turbo", [6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 18, 19, 20, 21,
-                                                                 22, 24, 25, 26, 27, 28])])
+@pytest.mark.parametrize(
+    "preset, skipped",
+    [
+        ("opensora-slow", list(range(6, 30, 2))),
+        ("opensora-turbo", [6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 24, 25, 26, 27, 28]),
+    ],
+)
 def test_schedule_json_for_each_preset(capsys, preset, skipped):
     code, out, _ = run(capsys, "schedule", "--preset", preset, "--json")
     data = json.loads(out)
@@ -42,14 +46,38 @@ def test_schedule_json_for_each_preset(capsys, preset, skipped):
 def test_schedule_with_explicit_knobs_on_a_table_file(capsys, tmp_path):
     table = tmp_path / "mine.json"
     table.write_text(json.dumps({"ratios": [0.9] * 9, "name": "mine"}))
-    code, out, _ = run(capsys, "schedule", "--ratios", str(table), "--threshold", "0.15", "--K", "2",
-                       "--retention-ratio", "0.2", "--json")
+    code, out, _ = run(
+        capsys,
+        "schedule",
+        "--ratios",
+        str(table),
+        "--threshold",
+        "0.15",
+        "--K",
+        "2",
+        "--retention-ratio",
+        "0.2",
+        "--json",
+    )
     assert code == 0 and json.loads(out)["skipped_steps"] == [2, 4, 6, 8]
 
 
 def test_schedule_on_another_step_count_needs_a_resampling_choice(capsys):
-    argv = ["schedule", "--ratios", "opensora-v1.2", "--threshold", "0.12", "--K", "3", "--retention-ratio", "0.2",
-            "--ratio-power", "0.5", "--steps", "50"]
+    argv = [
+        "schedule",
+        "--ratios",
+        "opensora-v1.2",
+        "--threshold",
+        "0.12",
+        "--K",
+        "3",
+        "--retention-ratio",
+        "0.2",
+        "--ratio-power",
+        "0.5",
+        "--steps",
+        "50",
+    ]
     code, _, err = run(capsys, *argv)
     assert code == 2 and "is for 30 steps but --steps is 50; add --resample nearest or --resample linear" in err
     code, out, _ = run(capsys, *argv, "--resample", "linear")
@@ -59,20 +87,46 @@ def test_schedule_on_another_step_count_needs_a_resampling_choice(capsys):
 
 
 def test_sweep_agrees_with_schedule(capsys, tmp_path):
-    code, out, _ = run(capsys, "sweep", "--thresholds", "0.06,0.12,0.24", "--K", "1,3,5", "--retention-ratios",
-                       "0.1,0.2", "--json", "--target-passes", "12", "--csv", str(tmp_path / "grid.csv"))
+    code, out, _ = run(
+        capsys,
+        "sweep",
+        "--thresholds",
+        "0.06,0.12,0.24",
+        "--K",
+        "1,3,5",
+        "--retention-ratios",
+        "0.1,0.2",
+        "--json",
+        "--target-passes",
+        "12",
+        "--csv",
+        str(tmp_path / "grid.csv"),
+    )
     assert code == 0
     rows = json.loads(out)["rows"]
     assert len(rows) == 18
     for row in rows:
-        _, sched, _ = run(capsys, "schedule", "--ratios", "opensora-v1.2", "--ratio-power", "0.5", "--threshold",
-                          str(row["threshold"]), "--K", str(row["K"]), "--retention-ratio", str(row["retention_ratio"]),
-                          "--json")
+        _, sched, _ = run(
+            capsys,
+            "schedule",
+            "--ratios",
+            "opensora-v1.2",
+            "--ratio-power",
+            "0.5",
+            "--threshold",
+            str(row["threshold"]),
+            "--K",
+            str(row["K"]),
+            "--retention-ratio",
+            str(row["retention_ratio"]),
+            "--json",
+        )
         assert json.loads(sched)["num_computed"] == row["passes"]
     fast = [r for r in rows if (r["threshold"], r["K"], r["retention_ratio"]) == (0.12, 3, 0.2)]
     assert fast[0]["skipped_steps"] == " ".join(map(str, FAST_SKIPS))
-    assert (tmp_path / "grid.csv").read_text().splitlines()[0] == \
-        "retention_ratio,K,threshold,passes,predicted_speedup,skipped_steps"
+    assert (tmp_path / "grid.csv").read_text().splitlines()[
+        0
+    ] == "retention_ratio,K,threshold,passes,predicted_speedup,skipped_steps"
     reach = json.loads(out)["reaching_target"]
     assert reach and all(r["passes"] <= 12 for r in reach) and reach[0]["passes"] == 12
 
@@ -96,14 +150,20 @@ def test_sweep_plot_is_a_png(capsys, tmp_path):
         (["sweep", "--K=-1,2"], "invalid grid values: K -1"),
         (["sweep", "--retention-ratios", "1.0"], "invalid grid values: retention ratio 1"),
         (["sweep", "--thresholds", "a,b"], "cannot read 'a,b' as numbers"),
-        (["schedule", "--preset", "opensora-fast", "--threshold", "0.2"],
-         "--preset opensora-fast fixes the table and knobs, so --threshold contradicts it"),
+        (
+            ["schedule", "--preset", "opensora-fast", "--threshold", "0.2"],
+            "--preset opensora-fast fixes the table and knobs, so --threshold contradicts it",
+        ),
         (["schedule"], "give --preset NAME, or --ratios TABLE"),
         (["schedule", "--ratios", "opensora-v1.2", "--threshold", "0.1"], "--ratios needs --K, --retention-ratio too"),
-        (["schedule", "--ratios", "nope", "--threshold", "0.1", "--K", "1", "--retention-ratio", "0.2"],
-         "unknown ratio table 'nope'"),
-        (["schedule", "--ratios", "opensora-v1.2", "--threshold", "-1", "--K", "1", "--retention-ratio", "0.2"],
-         "threshold must be a finite number >= 0"),
+        (
+            ["schedule", "--ratios", "nope", "--threshold", "0.1", "--K", "1", "--retention-ratio", "0.2"],
+            "unknown ratio table 'nope'",
+        ),
+        (
+            ["schedule", "--ratios", "opensora-v1.2", "--threshold", "-1", "--K", "1", "--retention-ratio", "0.2"],
+            "threshold must be a finite number >= 0",
+        ),
         (["calibrate", "--out", "x.json"], "give at least one --prompt"),
         (["calibrate", "--model", "wan", "--prompt", "p", "--out", "x.json"], "unknown --model 'wan'"),
     ],
@@ -113,8 +173,10 @@ def test_bad_input_is_one_clear_line(capsys, argv, message):
     assert code == 2 and message in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("content, message", [("{oops", "not valid JSON"), ('{"x": 1}', "no 'ratios' list"),
-                                              ('{"ratios": [0.9, -0.5]}', "positive finite")])
+@pytest.mark.parametrize(
+    "content, message",
+    [("{oops", "not valid JSON"), ('{"x": 1}', "no 'ratios' list"), ('{"ratios": [0.9, -0.5]}', "positive finite")],
+)
 def test_bad_table_files(capsys, tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
@@ -138,8 +200,12 @@ def test_ratios_lists_shipped_tables(capsys):
 
 
 def test_module_and_console_script_entry_points():
-    out = subprocess.run([sys.executable, "-m", "magcache_videosys", "schedule", "--preset", "opensora-slow", "--json"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "magcache_videosys", "schedule", "--preset", "opensora-slow", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert json.loads(out)["num_computed"] == 18
     from pathlib import Path
 
@@ -154,9 +220,29 @@ def test_calibrate_tiny_writes_a_table_that_drives_a_run(capsys, tmp_path):
     from magcache_videosys.tiny import tiny_opensora_pipeline
 
     out, plot = tmp_path / "tiny.json", tmp_path / "curve.png"
-    code, text, err = run(capsys, "calibrate", "--tiny", "--steps", "12", "--resolution", "144p", "--aspect-ratio",
-                          "1:1", "--frames", "17", "--prompt", "a cat", "--prompt", "a dog", "--seeds", "0,1",
-                          "--out", str(out), "--plot", str(plot))
+    code, text, err = run(
+        capsys,
+        "calibrate",
+        "--tiny",
+        "--steps",
+        "12",
+        "--resolution",
+        "144p",
+        "--aspect-ratio",
+        "1:1",
+        "--frames",
+        "17",
+        "--prompt",
+        "a cat",
+        "--prompt",
+        "a dog",
+        "--seeds",
+        "0,1",
+        "--out",
+        str(out),
+        "--plot",
+        str(plot),
+    )
     assert code == 0, err
     table = load_ratio_table(out)
     assert table.num_steps == 12 and len(table.std) == len(table.cosine_distance) == 11

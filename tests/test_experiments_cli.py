@@ -43,24 +43,52 @@ def test_dry_run_prints_the_plan_without_a_model(capsys, prompts, tmp_path):
     assert code == 0 and not out_dir.exists()
     assert "2 prompts x 5 samples = 10 videos" in out
     assert "skips      18: 6 7 8 10 11 12 14 15 16 18 19 20 22 23 24 26 27 28" in out
-    assert "12 transformer passes per video, 120 for the run (base: 300); predicted transformer-loop speedup 2.50x" in out
+    assert (
+        "12 transformer passes per video, 120 for the run (base: 300); predicted transformer-loop speedup 2.50x" in out
+    )
 
 
 def test_dry_run_of_explicit_knobs_and_of_base(capsys, prompts, tmp_path):
-    code, out, _ = main(capsys, "--method", "magcache", "--threshold", "0.24", "--K", "5", "--retention-ratio", "0.2",
-                        "--prompts", prompts, "--out", tmp_path / "o", "--dry-run", "--num-samples", "1", "--shard", "1/2")
+    code, out, _ = main(
+        capsys,
+        "--method",
+        "magcache",
+        "--threshold",
+        "0.24",
+        "--K",
+        "5",
+        "--retention-ratio",
+        "0.2",
+        "--prompts",
+        prompts,
+        "--out",
+        tmp_path / "o",
+        "--dry-run",
+        "--num-samples",
+        "1",
+        "--shard",
+        "1/2",
+    )
     assert code == 0
     assert '"threshold": 0.24, "max_skip_steps": 5' in out
     assert "shard 1/2 (--shard): 1 videos" in out
-    code, out, _ = main(capsys, "--method", "base", "--prompts", prompts, "--out", tmp_path / "o", "--dry-run", "--steps", "10")
+    code, out, _ = main(
+        capsys, "--method", "base", "--prompts", prompts, "--out", tmp_path / "o", "--dry-run", "--steps", "10"
+    )
     assert code == 0 and "computes   10 of 10 steps" in out and "skips      0: none" in out
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--method", "magcache-warp"], "unknown method 'magcache-warp'; valid methods: base, magcache-slow, magcache-fast"),
-        (["--method", "magcache-fast", "--threshold", "0.2"], "fixes --threshold; drop --threshold, or use --method magcache"),
+        (
+            ["--method", "magcache-warp"],
+            "unknown method 'magcache-warp'; valid methods: base, magcache-slow, magcache-fast",
+        ),
+        (
+            ["--method", "magcache-fast", "--threshold", "0.2"],
+            "fixes --threshold; drop --threshold, or use --method magcache",
+        ),
         (["--method", "base", "--K", "2"], "--method base does not take --K"),
         (["--method", "magcache", "--threshold", "-1"], "threshold must be a finite number >= 0"),
         (["--method", "magcache", "--mag-ratios", "no-such-table"], "unknown ratio table 'no-such-table'"),
@@ -81,7 +109,7 @@ def test_bad_options_are_clear_errors(capsys, prompts, tmp_path, args, message):
 
 
 def test_prompt_file_problems(capsys, tmp_path):
-    for content, message in [(None, "does not exist"), ("", "holds no prompts"), ("[{\"prompt_en\": 1}]", "entry 0")]:
+    for content, message in [(None, "does not exist"), ("", "holds no prompts"), ('[{"prompt_en": 1}]', "entry 0")]:
         path = tmp_path / "p.json"
         path.unlink(missing_ok=True)
         if content is not None:
@@ -126,9 +154,23 @@ def test_unknown_method_in_help_and_argparse_errors(capsys):
 
 def test_runs_as_a_script_from_the_repo_root(prompts, tmp_path):
     done = subprocess.run(
-        [sys.executable, "experiments/opensora.py", "--method", "magcache-turbo", "--prompts", str(prompts),
-         "--out", str(tmp_path / "o"), "--dry-run", "--num-samples", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "experiments/opensora.py",
+            "--method",
+            "magcache-turbo",
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(tmp_path / "o"),
+            "--dry-run",
+            "--num-samples",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "2 prompts x 1 samples = 2 videos" in done.stdout
@@ -137,15 +179,44 @@ def test_runs_as_a_script_from_the_repo_root(prompts, tmp_path):
 def test_summary_of_a_finished_folder_needs_no_model(capsys, prompts, tmp_path):
     out = tmp_path / "o"
     out.mkdir()
-    record = {"video": "a red fox-0.mp4", "prompt": "a red fox", "index": 0, "seed": 0, "method": "base",
-              "latency_transformer_s": 1.5, "latency_total_s": 2.0, "num_steps": 30, "num_computed": 30, "warmup": False}
-    code, out_text, _ = main(capsys, "--method", "base", "--prompts", prompts, "--out", out, "--limit", "1", "--num-samples", "1",
-                             "--dry-run")
+    record = {
+        "video": "a red fox-0.mp4",
+        "prompt": "a red fox",
+        "index": 0,
+        "seed": 0,
+        "method": "base",
+        "latency_transformer_s": 1.5,
+        "latency_total_s": 2.0,
+        "num_steps": 30,
+        "num_computed": 30,
+        "warmup": False,
+    }
+    code, out_text, _ = main(
+        capsys,
+        "--method",
+        "base",
+        "--prompts",
+        prompts,
+        "--out",
+        out,
+        "--limit",
+        "1",
+        "--num-samples",
+        "1",
+        "--dry-run",
+    )
     assert code == 0
-    plan = cli.make_plan(cli.options_from_args(cli.build_parser().parse_args(
-        ["--method", "base", "--prompts", str(prompts), "--out", str(out), "--limit", "1", "--num-samples", "1"])))
+    plan = cli.make_plan(
+        cli.options_from_args(
+            cli.build_parser().parse_args(
+                ["--method", "base", "--prompts", str(prompts), "--out", str(out), "--limit", "1", "--num-samples", "1"]
+            )
+        )
+    )
     record.update(method_config=plan.signature["method_config"], settings=plan.signature["settings"])
     (out / "a red fox-0.mp4").write_text("v")
     (out / "manifest.jsonl").write_text(json.dumps(record) + "\n")
-    code, out_text, _ = main(capsys, "--method", "base", "--prompts", prompts, "--out", out, "--limit", "1", "--num-samples", "1")
+    code, out_text, _ = main(
+        capsys, "--method", "base", "--prompts", prompts, "--out", out, "--limit", "1", "--num-samples", "1"
+    )
     assert code == 0 and "generated 0 videos" in out_text and "| base | 1/1 | 1.500 | 2.000 | 30.0/30 |" in out_text

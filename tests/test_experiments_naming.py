@@ -48,7 +48,9 @@ def test_collisions_get_a_hash_and_exact_names_win():
     assert stems[long2].text == "z" * 180 + "~" + hashlib.sha1(long2.encode()).hexdigest()[:8]
     huge1, huge2 = "é" * 200 + "1", "é" * 200 + "2"  # 180 characters are 360 bytes: cut to fit, hash included
     stems = assign_stems([huge1, huge2], 1)
-    assert len(video_file(stems[huge2].text, 0).encode()) <= 255 and stems[huge2].text.endswith("~" + hashlib.sha1(huge2.encode()).hexdigest()[:8])
+    assert len(video_file(stems[huge2].text, 0).encode()) <= 255 and stems[huge2].text.endswith(
+        "~" + hashlib.sha1(huge2.encode()).hexdigest()[:8]
+    )
     assert stems[huge1].text != stems[huge2].text
 
 

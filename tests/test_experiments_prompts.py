@@ -33,10 +33,10 @@ def test_text_file_one_prompt_a_line_skips_blank_lines(tmp_path):
 @pytest.mark.parametrize(
     "name, text, message",
     [
-        ("p.json", "[{\"prompt_en\": \"a\"},", "not valid JSON (line 1"),
-        ("p.json", "{\"prompt_en\": \"a\"}", "holds a JSON dict"),
-        ("p.json", "[{\"prompt\": \"a\"}]", "entry 0"),
-        ("p.json", "[{\"prompt_en\": \"  \"}]", "entry 0"),
+        ("p.json", '[{"prompt_en": "a"},', "not valid JSON (line 1"),
+        ("p.json", '{"prompt_en": "a"}', "holds a JSON dict"),
+        ("p.json", '[{"prompt": "a"}]', "entry 0"),
+        ("p.json", '[{"prompt_en": "  "}]', "entry 0"),
         ("p.json", "[]", "holds no prompts"),
         ("p.txt", "\n \n", "holds no prompts"),
     ],
@@ -60,7 +60,9 @@ def test_default_without_vbench_says_how_to_install(monkeypatch):
         load_prompts()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vbench") is None, reason="vbench (pip install vbench --no-deps) not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("vbench") is None, reason="vbench (pip install vbench --no-deps) not installed"
+)
 def test_vbench_list_has_944_distinct_of_946():
     got = load_prompts()
     assert (got.entries, len(got.prompts)) == (946, 944)

@@ -65,18 +65,32 @@ def test_full_run_writes_videos_manifest_and_summary(prompt_file, tmp_path):
     gen = FakeGenerator()
     result = run(make_plan(options(prompt_file, out)), gen, progress=False)
     assert result.generated == 6 and result.complete and gen.closed
-    assert videos(out) == ["a blue whale-0.mp4", "a blue whale-1.mp4", "a red fox-0.mp4", "a red fox-1.mp4",
-                           "a_b slash-0.mp4", "a_b slash-1.mp4"]
+    assert videos(out) == [
+        "a blue whale-0.mp4",
+        "a blue whale-1.mp4",
+        "a red fox-0.mp4",
+        "a red fox-1.mp4",
+        "a_b slash-0.mp4",
+        "a_b slash-1.mp4",
+    ]
     assert (out / "a red fox-1.mp4").read_text() == "a red fox|1"
     lines = (out / mf.MANIFEST).read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [(r["prompt"], r["index"], r["seed"]) for r in records] == [
-        ("a red fox", 0, 0), ("a red fox", 1, 1), ("a blue whale", 0, 0), ("a blue whale", 1, 1), ("a/b slash", 0, 0), ("a/b slash", 1, 1)]
+        ("a red fox", 0, 0),
+        ("a red fox", 1, 1),
+        ("a blue whale", 0, 0),
+        ("a blue whale", 1, 1),
+        ("a/b slash", 0, 0),
+        ("a/b slash", 1, 1),
+    ]
     r = records[0]
     assert r["video"] == "a red fox-0.mp4" and r["method"] == "magcache-fast"
     assert r["method_config"]["threshold"] == 0.12 and r["method_config"]["max_skip_steps"] == 3
     assert len(r["method_config"]["table_ratios"]) == 29
-    assert r["settings"]["num_steps"] == 30 and r["settings"]["resolution"] == "480p" and r["settings"]["dtype"] == "bf16"
+    assert (
+        r["settings"]["num_steps"] == 30 and r["settings"]["resolution"] == "480p" and r["settings"]["dtype"] == "bf16"
+    )
     assert (r["latency_transformer_s"], r["latency_total_s"]) == (2.0, 3.0)
     assert r["warmup"] is True and not any(x["warmup"] for x in records[1:])
     assert records[4]["name_altered"] is True
@@ -139,7 +153,11 @@ def test_resume_refuses_another_method_or_settings(prompt_file, tmp_path):
     with pytest.raises(ManifestError, match="settings.num_steps: 30 there, 10 now"):
         make_plan(options(prompt_file, out, limit=1, num_steps=10))
     mine = tmp_path / "mine"
-    run(make_plan(options(prompt_file, mine, limit=1, method="magcache", knobs={"threshold": 0.2})), FakeGenerator(), progress=False)
+    run(
+        make_plan(options(prompt_file, mine, limit=1, method="magcache", knobs={"threshold": 0.2})),
+        FakeGenerator(),
+        progress=False,
+    )
     with pytest.raises(ManifestError, match="method_config.threshold: 0.2 there, 0.25 now"):
         make_plan(options(prompt_file, mine, limit=1, method="magcache", knobs={"threshold": 0.25}))
     assert make_plan(options(prompt_file, mine, limit=1, method="magcache", knobs={"threshold": 0.2})).pending == []
@@ -171,7 +189,9 @@ def test_merge_skips_a_line_cut_short_and_keeps_records_of_existing_videos(promp
 def test_summary_speedup_against_the_base_run(prompt_file, tmp_path):
     base, fast = tmp_path / "base", tmp_path / "fast"
     run(make_plan(options(prompt_file, base, method="base")), FakeGenerator(latency=(10.0, 12.0)), progress=False)
-    result = run(make_plan(options(prompt_file, fast, baseline=base)), FakeGenerator(latency=(4.0, 6.0)), progress=False)
+    result = run(
+        make_plan(options(prompt_file, fast, baseline=base)), FakeGenerator(latency=(4.0, 6.0)), progress=False
+    )
     rows = mf.summarize(result.records, list(mf.load_records(base).values()))
     assert rows[0].method == "magcache-fast" and rows[0].paired == 5  # the warm-up video is left out
     assert rows[0].speedup_transformer == pytest.approx(2.5) and rows[0].speedup_total == pytest.approx(2.0)
@@ -196,8 +216,20 @@ def test_calibration_table_is_the_mean_over_videos(tmp_path):
 
     settings = {"num_steps": 3, "transformer": "tiny"}
     records = [
-        {"prompt": "a", "settings": settings, "ratio": [1.0, 0.8], "ratio_std": [0.1, 0.2], "cosine_distance": [0.0, 0.2]},
-        {"prompt": "b", "settings": settings, "ratio": [0.8, 0.6], "ratio_std": [0.3, 0.2], "cosine_distance": [0.2, 0.4]},
+        {
+            "prompt": "a",
+            "settings": settings,
+            "ratio": [1.0, 0.8],
+            "ratio_std": [0.1, 0.2],
+            "cosine_distance": [0.0, 0.2],
+        },
+        {
+            "prompt": "b",
+            "settings": settings,
+            "ratio": [0.8, 0.6],
+            "ratio_std": [0.3, 0.2],
+            "cosine_distance": [0.2, 0.4],
+        },
     ]
     [path] = save_calibration(tmp_path, records)
     table = load_ratio_table(path)

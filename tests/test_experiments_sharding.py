@@ -26,7 +26,11 @@ def test_every_video_exactly_once_across_shards(count, num_samples):
 
 def test_jobs_carry_seed_from_sample_index():
     jobs = make_jobs(("a cat",), ("a cat",), 3, seed=10)
-    assert [(j.video, j.index, j.seed) for j in jobs] == [("a cat-0.mp4", 0, 10), ("a cat-1.mp4", 1, 11), ("a cat-2.mp4", 2, 12)]
+    assert [(j.video, j.index, j.seed) for j in jobs] == [
+        ("a cat-0.mp4", 0, 10),
+        ("a cat-1.mp4", 1, 11),
+        ("a cat-2.mp4", 2, 12),
+    ]
 
 
 def test_parse_shard():

@@ -13,7 +13,11 @@ pytestmark = pytest.mark.videosys
 
 
 def manifest_parts(out):
-    return [json.loads(line) for part in (out / ".magcache" / "parts").glob("*.jsonl") for line in part.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for part in (out / ".magcache" / "parts").glob("*.jsonl")
+        for line in part.read_text().splitlines()
+    ]
 
 
 def decode(path):
@@ -27,8 +31,21 @@ def decode(path):
 
 def test_base_writes_playable_videos_and_a_manifest(cli, capsys, prompts, tmp_path):
     out = tmp_path / "base"
-    text = generate(cli, capsys, "--method", "base", "--tiny", "--steps", "10", "--prompts", prompts, "--num-samples", "1",
-                    "--out", out)
+    text = generate(
+        cli,
+        capsys,
+        "--method",
+        "base",
+        "--tiny",
+        "--steps",
+        "10",
+        "--prompts",
+        prompts,
+        "--num-samples",
+        "1",
+        "--out",
+        out,
+    )
     assert "1 distinct" in text and "generated 1 videos" in text
     frames = decode(out / "a red fox in the snow-0.mp4")
     assert len(frames) == 17 and frames[0].shape[2] == 3 and frames[0].std() > 0
@@ -52,20 +69,51 @@ def test_magcache_fast_skips_the_preset_steps_and_resumes_without_work(cli, caps
 
 def test_calibration_writes_a_table_the_magcache_method_takes(cli, capsys, prompts, tmp_path):
     out = tmp_path / "calib"
-    text = generate(cli, capsys, "--method", "magcache-calibrate", "--tiny", "--steps", "10", "--prompts", prompts,
-                    "--num-samples", "1", "--out", out)
+    text = generate(
+        cli,
+        capsys,
+        "--method",
+        "magcache-calibrate",
+        "--tiny",
+        "--steps",
+        "10",
+        "--prompts",
+        prompts,
+        "--num-samples",
+        "1",
+        "--out",
+        out,
+    )
     table_path = out / "ratio_table.json"
     assert f"wrote {table_path}" in text
     table = json.loads(table_path.read_text())
     assert table["num_steps"] == 10 and len(table["ratios"]) == 9 and all(r > 0 for r in table["ratios"])
     assert len(table["std"]) == 9 and len(table["cosine_distance"]) == 9
-    plan = generate(cli, capsys, "--method", "magcache", "--mag-ratios", table_path, "--threshold", "0.5", "--tiny",
-                    "--steps", "10", "--prompts", prompts, "--out", tmp_path / "use", "--dry-run")
+    plan = generate(
+        cli,
+        capsys,
+        "--method",
+        "magcache",
+        "--mag-ratios",
+        table_path,
+        "--threshold",
+        "0.5",
+        "--tiny",
+        "--steps",
+        "10",
+        "--prompts",
+        prompts,
+        "--out",
+        tmp_path / "use",
+        "--dry-run",
+    )
     assert "computes" in plan and "of 10 steps" in plan
 
 
 def test_a_size_videosys_does_not_have_stops_before_any_model(cli, capsys, prompts, tmp_path):
-    code = cli.main(["--method", "base", "--tiny", "--resolution", "999p", "--prompts", str(prompts), "--out", str(tmp_path / "o")])
+    code = cli.main(
+        ["--method", "base", "--tiny", "--resolution", "999p", "--prompts", str(prompts), "--out", str(tmp_path / "o")]
+    )
     assert code == 2 and "has no size for --resolution 999p" in capsys.readouterr().err
 
 
@@ -100,8 +148,30 @@ def test_engine_path_builds_each_rank_from_the_pickled_config(cli, capsys, tmp_p
     prompts = tmp_path / "p.txt"
     prompts.write_text("a lighthouse at night\n")
     out = tmp_path / "engine"
-    text = generate(cli, capsys, "--method", "magcache", "--threshold", "0.5", "--K", "2", "--dtype", "fp32", "--steps", "10",
-                    "--resolution", "144p", "--frames", "17", "--prompts", prompts, "--num-samples", "2", "--out", out)
+    text = generate(
+        cli,
+        capsys,
+        "--method",
+        "magcache",
+        "--threshold",
+        "0.5",
+        "--K",
+        "2",
+        "--dtype",
+        "fp32",
+        "--steps",
+        "10",
+        "--resolution",
+        "144p",
+        "--frames",
+        "17",
+        "--prompts",
+        prompts,
+        "--num-samples",
+        "2",
+        "--out",
+        out,
+    )
     assert "shard 1/2 (torchrun (RANK/WORLD_SIZE)): 1 videos" in text
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "6"
     [rank] = ranks

@@ -16,10 +16,12 @@ from magcache_videosys import (
 from magcache_videosys.hooks import CACHE_ATTR, get_cache
 
 STEPS = 10
-SKIPPING = MagCacheConfig(mag_ratios=[0.9] * (STEPS - 1), threshold=0.15, max_skip_steps=2, retention_ratio=0.2,
-                          num_steps=STEPS)
-NEVER = MagCacheConfig(mag_ratios=[0.9] * (STEPS - 1), threshold=0.0, max_skip_steps=3, retention_ratio=0.0,
-                       num_steps=STEPS)
+SKIPPING = MagCacheConfig(
+    mag_ratios=[0.9] * (STEPS - 1), threshold=0.15, max_skip_steps=2, retention_ratio=0.2, num_steps=STEPS
+)
+NEVER = MagCacheConfig(
+    mag_ratios=[0.9] * (STEPS - 1), threshold=0.0, max_skip_steps=3, retention_ratio=0.0, num_steps=STEPS
+)
 
 
 def test_never_skipping_is_bitwise_identical():
@@ -95,8 +97,13 @@ def test_activation_shape_change_computes_instead_of_crashing():
 
     def call(size):
         x = torch.randn(2, 4, size, size)
-        return model(x, encoder_hidden_states=torch.randn(2, 5, 12), timestep=torch.tensor([500.0, 500.0]),
-                     added_cond_kwargs={"resolution": None, "aspect_ratio": None}, return_dict=False)[0]
+        return model(
+            x,
+            encoder_hidden_states=torch.randn(2, 5, 12),
+            timestep=torch.tensor([500.0, 500.0]),
+            added_cond_kwargs={"resolution": None, "aspect_ratio": None},
+            return_dict=False,
+        )[0]
 
     with torch.no_grad():
         outs = [call(next(sizes)) for _ in range(4)]

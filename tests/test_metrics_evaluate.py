@@ -71,8 +71,15 @@ def straightforward(ref_dir: Path, gen_dir: Path) -> dict[str, list[np.ndarray]]
         out["ssim"].append(
             np.array(
                 [
-                    structural_similarity(r / 255.0, g / 255.0, gaussian_weights=True, sigma=1.5,
-                                          use_sample_covariance=False, data_range=1.0, channel_axis=2)
+                    structural_similarity(
+                        r / 255.0,
+                        g / 255.0,
+                        gaussian_weights=True,
+                        sigma=1.5,
+                        use_sample_covariance=False,
+                        data_range=1.0,
+                        channel_axis=2,
+                    )
                     for r, g in zip(ref, gen)
                 ]
             )
@@ -112,8 +119,9 @@ def test_threads_batch_size_and_workers_do_not_change_values(folders):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        (b,) = evaluate(folders["base"], [folders["fast"]], metrics="psnr,ssim", batch_size=4, workers=3,
-                        progress=False)
+        (b,) = evaluate(
+            folders["base"], [folders["fast"]], metrics="psnr,ssim", batch_size=4, workers=3, progress=False
+        )
     finally:
         torch.set_num_threads(threads)
     for va, vb in zip(a.videos, b.videos):
@@ -160,8 +168,7 @@ def test_frames_too_small_for_a_metric_are_an_input_error(tmp_path):
     write_video(tmp_path / "ref" / "tiny.mp4", content(2, 24, 32, seed=1))
     write_video(tmp_path / "gen" / "tiny.mp4", content(2, 24, 32, seed=2))
     with pytest.raises(MetricsError, match=r"tiny\.mp4: frames are 32x24, LPIPS needs at least 31x31"):
-        evaluate(tmp_path / "ref", [tmp_path / "gen"], metrics="psnr,lpips", lpips_model=random_lpips(),
-                 progress=False)
+        evaluate(tmp_path / "ref", [tmp_path / "gen"], metrics="psnr,lpips", lpips_model=random_lpips(), progress=False)
 
 
 @pytest.fixture
@@ -235,8 +242,17 @@ def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 
 def test_eval_script_end_to_end(tmp_path, folders):
     run = run_script(
-        "eval/common_metrics/eval.py", "--gt_video_dir", str(folders["base"]), "--generated_video_dir",
-        str(folders["slow"]), "--metrics", "psnr,ssim", "--device", "cpu", "--out", str(tmp_path / "slow"),
+        "eval/common_metrics/eval.py",
+        "--gt_video_dir",
+        str(folders["base"]),
+        "--generated_video_dir",
+        str(folders["slow"]),
+        "--metrics",
+        "psnr,ssim",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "slow"),
     )
     assert run.returncode == 0, run.stderr
     data = json.loads((tmp_path / "slow.json").read_text())
@@ -246,8 +262,14 @@ def test_eval_script_end_to_end(tmp_path, folders):
 
 def test_eval_script_errors_are_one_clear_line(tmp_path, folders):
     run = run_script(
-        "eval/common_metrics/eval.py", "--gt_video_dir", str(folders["base"]), "--generated_video_dir",
-        str(folders["fast"]), "--device", "cpu", env={"TORCH_HOME": str(tmp_path)},
+        "eval/common_metrics/eval.py",
+        "--gt_video_dir",
+        str(folders["base"]),
+        "--generated_video_dir",
+        str(folders["fast"]),
+        "--device",
+        "cpu",
+        env={"TORCH_HOME": str(tmp_path)},
     )
     assert run.returncode != 0
     assert run.stderr.startswith("error: LPIPS needs AlexNet's ImageNet weights")

@@ -47,8 +47,9 @@ def samples(tmp_path_factory) -> Path:
 
 
 def test_rows_carry_latency_and_speedup_from_manifests(samples):
-    results = evaluate(samples / "base", [samples / "magcache_fast", samples / "teacache"], metrics="psnr",
-                       progress=False)
+    results = evaluate(
+        samples / "base", [samples / "magcache_fast", samples / "teacache"], metrics="psnr", progress=False
+    )
     fast, teacache = build_rows(results)
     assert fast.method == "magcache" and fast.videos == 2
     assert fast.latency == {"latency_total_s": 20.0, "latency_transformer_s": 16.0}
@@ -77,8 +78,13 @@ def test_warmup_videos_and_other_settings_are_left_out_of_latency(samples, tmp_p
     for name in NAMES:
         (folder / name).write_bytes((samples / "magcache_fast" / name).read_bytes())
     records = [
-        {"video": NAMES[0], "method": "magcache", "latency_total_s": 99.0, "latency_transformer_s": 99.0,
-         "warmup": True},
+        {
+            "video": NAMES[0],
+            "method": "magcache",
+            "latency_total_s": 99.0,
+            "latency_transformer_s": 99.0,
+            "warmup": True,
+        },
         {"video": NAMES[1], "method": "magcache", "latency_total_s": 10.0, "latency_transformer_s": 8.0},
     ]
     (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -86,8 +92,16 @@ def test_warmup_videos_and_other_settings_are_left_out_of_latency(samples, tmp_p
     assert row.latency["latency_total_s"] == 10.0 and row.speedup["latency_total_s"] == 4.0
     records[1]["settings"] = {"resolution": "240p"}
     (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    base_records = [{"video": n, "method": "base", "latency_total_s": 40.0, "latency_transformer_s": 36.0,
-                     "settings": {"resolution": "480p"}} for n in NAMES]
+    base_records = [
+        {
+            "video": n,
+            "method": "base",
+            "latency_total_s": 40.0,
+            "latency_transformer_s": 36.0,
+            "settings": {"resolution": "480p"},
+        }
+        for n in NAMES
+    ]
     (tmp_path / "base").mkdir()
     for name in NAMES:
         (tmp_path / "base" / name).write_bytes((samples / "base" / name).read_bytes())
@@ -117,10 +131,24 @@ def test_glob_style_folder_lists_skip_the_reference_and_files(samples):
 
 def test_batch_eval_script(samples, tmp_path):
     run = subprocess.run(
-        [sys.executable, "eval/common_metrics/batch_eval.py", "--gt_video_dirs", str(samples / "base"),
-         "--gen_video_dirs", *sorted(str(p) for p in samples.iterdir()), "--metrics", "psnr,ssim",
-         "--device", "cpu", "--out", str(tmp_path / "table")],
-        cwd=REPO, capture_output=True, text=True, env=os.environ.copy(),
+        [
+            sys.executable,
+            "eval/common_metrics/batch_eval.py",
+            "--gt_video_dirs",
+            str(samples / "base"),
+            "--gen_video_dirs",
+            *sorted(str(p) for p in samples.iterdir()),
+            "--metrics",
+            "psnr,ssim",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "table"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
     )
     assert run.returncode == 0, run.stderr
     rows = list(csv.DictReader((tmp_path / "table.csv").open()))

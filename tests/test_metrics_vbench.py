@@ -87,8 +87,12 @@ def test_results_from_no_video_are_rejected(tmp_path):
 def test_cal_vbench_script(tmp_path):
     for name, score in at_fraction({n: 0.6 for n in DIMENSIONS}).items():
         write_results(tmp_path, name, {name: score})
-    run = subprocess.run([sys.executable, "eval/vbench/cal_vbench.py", "--score_dir", str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "eval/vbench/cal_vbench.py", "--score_dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     assert "total score     60.00%" in run.stdout
     saved = json.loads((tmp_path / "vbench_scores.json").read_text())
@@ -102,10 +106,14 @@ def test_cal_vbench_script(tmp_path):
 def video_setup(tmp_path, monkeypatch):
     """A prompt list, a video folder with correctly named videos and a manifest, an empty model cache."""
     info = tmp_path / "VBench_full_info.json"
-    info.write_text(json.dumps([
-        {"prompt_en": "a cat", "dimension": ["subject_consistency", "color"]},
-        {"prompt_en": "a dog", "dimension": ["temporal_flickering"]},
-    ]))
+    info.write_text(
+        json.dumps(
+            [
+                {"prompt_en": "a cat", "dimension": ["subject_consistency", "color"]},
+                {"prompt_en": "a dog", "dimension": ["temporal_flickering"]},
+            ]
+        )
+    )
     videos = tmp_path / "videos"
     videos.mkdir()
     for name in ("a cat-0.mp4", "a dog-0.mp4", "a dog-3.mp4"):
@@ -179,8 +187,9 @@ def test_vbench_runs_on_a_folder_holding_only_the_named_videos(video_setup, tmp_
     fake = type(sys)("vbench")
     fake.VBench = FakeVBench
     monkeypatch.setattr(vbench_run.importlib, "import_module", lambda name: fake)
-    written = vbench_run.run_vbench(videos, tmp_path / "out", ["temporal_flickering"], device="cpu",
-                                    full_info=info, log=lambda _: None)
+    written = vbench_run.run_vbench(
+        videos, tmp_path / "out", ["temporal_flickering"], device="cpu", full_info=info, log=lambda _: None
+    )
     assert written == [tmp_path / "out" / "temporal_flickering_eval_results.json"]
     (_, info_arg, out_arg), (_, listed, name, kwargs) = calls
     assert (info_arg, out_arg) == (str(info), str(tmp_path / "out"))

@@ -7,9 +7,37 @@ import pytest
 
 from magcache_videosys import RatioTable, RatioTableError, load_ratio_table, shipped_tables
 
-REFERENCE = [0.93359, 0.96484, 0.99609, 1.0, 0.99609, 0.99609, 0.99219, 1.0, 1.0, 0.99609, 0.99219, 1.0, 0.99219,
-             0.99609, 0.99219, 0.99609, 0.99609, 0.99609, 0.99219, 0.99219, 0.99219, 0.98828, 0.98828, 0.98438,
-             0.98438, 0.97656, 0.97656, 0.96484, 0.96484]
+REFERENCE = [
+    0.93359,
+    0.96484,
+    0.99609,
+    1.0,
+    0.99609,
+    0.99609,
+    0.99219,
+    1.0,
+    1.0,
+    0.99609,
+    0.99219,
+    1.0,
+    0.99219,
+    0.99609,
+    0.99219,
+    0.99609,
+    0.99609,
+    0.99609,
+    0.99219,
+    0.99219,
+    0.99219,
+    0.98828,
+    0.98828,
+    0.98438,
+    0.98438,
+    0.97656,
+    0.97656,
+    0.96484,
+    0.96484,
+]
 
 
 def test_shipped_opensora_table_is_the_reference_table():
@@ -60,8 +88,15 @@ def test_linear_interpolates_between_points():
 
 
 def test_save_and_load_roundtrip(tmp_path):
-    table = RatioTable(ratios=(0.9, 0.8), std=(0.01, 0.02), cosine_distance=(0.1, 0.2), name="mine", model="m",
-                       settings={"resolution": "144p"}, source="test")
+    table = RatioTable(
+        ratios=(0.9, 0.8),
+        std=(0.01, 0.02),
+        cosine_distance=(0.1, 0.2),
+        name="mine",
+        model="m",
+        settings={"resolution": "144p"},
+        source="test",
+    )
     path = table.save(tmp_path / "sub" / "mine.json")
     assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
     again = load_ratio_table(path)

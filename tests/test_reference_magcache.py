@@ -24,9 +24,37 @@ from magcache_videosys import enable_magcache, get_stats
 pytestmark = pytest.mark.videosys
 
 REFERENCE = Path(os.environ.get("MAGCACHE_REFERENCE", "")) / "eval/magcache/experiments/opensora.py"
-OPENSORA_RATIOS = [0.93359, 0.96484, 0.99609, 1.0, 0.99609, 0.99609, 0.99219, 1.0, 1.0, 0.99609, 0.99219, 1.0,
-                   0.99219, 0.99609, 0.99219, 0.99609, 0.99609, 0.99609, 0.99219, 0.99219, 0.99219, 0.98828,
-                   0.98828, 0.98438, 0.98438, 0.97656, 0.97656, 0.96484, 0.96484]
+OPENSORA_RATIOS = [
+    0.93359,
+    0.96484,
+    0.99609,
+    1.0,
+    0.99609,
+    0.99609,
+    0.99219,
+    1.0,
+    1.0,
+    0.99609,
+    0.99219,
+    1.0,
+    0.99219,
+    0.99609,
+    0.99219,
+    0.99609,
+    0.99609,
+    0.99609,
+    0.99219,
+    0.99219,
+    0.99219,
+    0.98828,
+    0.98828,
+    0.98438,
+    0.98438,
+    0.97656,
+    0.97656,
+    0.96484,
+    0.96484,
+]
 
 
 def load_reference() -> types.ModuleType:
@@ -52,8 +80,18 @@ def patch_like_reference(transformer: torch.nn.Module, reference: types.ModuleTy
     import numpy as np
 
     attrs = dict(
-        enable_magcache=True, forward=reference.magcache_forward, magcache_thresh=0.12, K=3, skip_time=6, t=0,
-        residual_cache=None, accumulated_err=0, accumulated_sim=1, accumulated_steps=0, skip_steps=0, cache_time=4,
+        enable_magcache=True,
+        forward=reference.magcache_forward,
+        magcache_thresh=0.12,
+        K=3,
+        skip_time=6,
+        t=0,
+        residual_cache=None,
+        accumulated_err=0,
+        accumulated_sim=1,
+        accumulated_steps=0,
+        skip_steps=0,
+        cache_time=4,
         ratio=np.array(OPENSORA_RATIOS) ** 0.5,
     )
     transformer.__class__ = type("ReferenceSTDiT3", (type(transformer),), attrs)
@@ -62,8 +100,14 @@ def patch_like_reference(transformer: torch.nn.Module, reference: types.ModuleTy
 def final_latent(pipeline) -> torch.Tensor:
     latents = []
     handle = pipeline.vae.register_forward_pre_hook(lambda m, args: latents.append(args[0].clone()))
-    pipeline.generate("a stylish woman walks down a tokyo street", seed=0, resolution="144p", aspect_ratio="1:1",
-                      num_frames=17, verbose=False)
+    pipeline.generate(
+        "a stylish woman walks down a tokyo street",
+        seed=0,
+        resolution="144p",
+        aspect_ratio="1:1",
+        num_frames=17,
+        verbose=False,
+    )
     handle.remove()
     return latents[-1]
 

@@ -34,8 +34,14 @@ def make_pipeline(dtype: torch.dtype):
 
 def patch_like_reference(transformer: torch.nn.Module, reference, threshold: float) -> None:
     """What the reference's eval_teacache_* does to the class, on a private subclass of this instance."""
-    attrs = dict(enable_teacache=True, rel_l1_thresh=threshold, accumulated_rel_l1_distance=0,
-                 previous_modulated_input=None, previous_residual=None, forward=reference.teacache_forward)
+    attrs = dict(
+        enable_teacache=True,
+        rel_l1_thresh=threshold,
+        accumulated_rel_l1_distance=0,
+        previous_modulated_input=None,
+        previous_residual=None,
+        forward=reference.teacache_forward,
+    )
     transformer.__class__ = type("ReferenceSTDiT3", (type(transformer),), attrs)
 
 

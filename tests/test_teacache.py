@@ -152,7 +152,11 @@ def test_config_pickles_and_records():
         again = pickle.loads(pickle.dumps(cfg))
         assert again == cfg and again.polynomial == cfg.polynomial
     assert TeaCacheConfig(coefficients=(2, 1)).to_dict() == {
-        "threshold": 0.1, "coefficients": [2.0, 1.0], "compute_last_step": False, "num_steps": None}
+        "threshold": 0.1,
+        "coefficients": [2.0, 1.0],
+        "compute_last_step": False,
+        "num_steps": None,
+    }
     assert TeaCacheConfig.preset("teacache-slow").to_dict()["coefficients"] == "opensora-v1.2"
 
 
@@ -232,8 +236,12 @@ def test_a_new_shape_within_a_run_computes_and_restarts_the_sum():
 def test_counted_steps_need_num_steps_and_honour_it():
     class Uncounted(ToyAdapter):
         def bind(self, module):
-            return StackBinding(blocks=list(module.blocks), run_info=lambda a, k: None, hidden_name="x",
-                                modulated_input=lambda a, k: a[1])
+            return StackBinding(
+                blocks=list(module.blocks),
+                run_info=lambda a, k: None,
+                hidden_name="x",
+                modulated_input=lambda a, k: a[1],
+            )
 
     ADAPTERS.insert(0, Uncounted())
     try:
@@ -314,7 +322,9 @@ def test_stdit3_sums_over_its_sequence_and_cfg_groups(monkeypatch):
     opensora._all_reduce(SimpleNamespace(parallel_manager=manager), torch.zeros(2))
     manager.cp_group = "cp"
     opensora._all_reduce(SimpleNamespace(parallel_manager=manager), torch.zeros(2))
-    opensora._all_reduce(SimpleNamespace(parallel_manager=SimpleNamespace(sp_group=None, cp_group=None)), torch.zeros(2))
+    opensora._all_reduce(
+        SimpleNamespace(parallel_manager=SimpleNamespace(sp_group=None, cp_group=None)), torch.zeros(2)
+    )
     assert calls == ["sp", "sp", "cp"]
 
 
@@ -323,7 +333,9 @@ def test_experiment_methods():
     slow = get_method("teacache-slow")
     assert build_config(slow, {}) == TeaCacheConfig.preset("teacache-slow")
     assert slow.plan(build_config(slow, {}), 30) is None
-    assert build_config(get_method("teacache"), {"threshold": 0.3}) == TeaCacheConfig.preset("teacache-slow", threshold=0.3)
+    assert build_config(get_method("teacache"), {"threshold": 0.3}) == TeaCacheConfig.preset(
+        "teacache-slow", threshold=0.3
+    )
     with pytest.raises(MethodError, match="--method teacache-fast is the preset teacache-fast.*use --method teacache"):
         build_config(get_method("teacache-fast"), {"threshold": 0.3})
     with pytest.raises(MethodError, match="--method teacache: threshold must be a finite number >= 0"):
@@ -333,6 +345,7 @@ def test_experiment_methods():
     pab, fast = get_method("pab"), get_method("pab-fast")
     assert pab.config_dict(build_config(pab, {})) == {"OpenSoraPABConfig": {}}
     assert fast.config_dict(build_config(fast, {})) == {
-        "OpenSoraPABConfig": {"spatial_range": 5, "temporal_range": 7, "cross_range": 9}}
+        "OpenSoraPABConfig": {"spatial_range": 5, "temporal_range": 7, "cross_range": 9}
+    }
     with pytest.raises(MethodError, match=r"--method pab does not take --threshold \(it takes no knobs\)"):
         build_config(pab, {"threshold": 0.1})

@@ -127,8 +127,14 @@ def test_shape_change_within_a_run_computes_the_step(make_pipeline):
 
     def call(t_frames):
         x = torch.randn(2, 4, t_frames, 4, 4)
-        kwargs = dict(y=torch.randn(2, 1, 300, 32), mask=torch.ones(1, 300, dtype=torch.long), all_timesteps=run,
-                      fps=torch.tensor([24.0]), height=torch.tensor([32.0]), width=torch.tensor([32.0]))
+        kwargs = dict(
+            y=torch.randn(2, 1, 300, 32),
+            mask=torch.ones(1, 300, dtype=torch.long),
+            all_timesteps=run,
+            fps=torch.tensor([24.0]),
+            height=torch.tensor([32.0]),
+            width=torch.tensor([32.0]),
+        )
         with torch.no_grad():
             return model(x, torch.tensor([500.0, 500.0]), **kwargs)
 

@@ -56,7 +56,8 @@ def pab_manager():
 def run_timesteps(pipe) -> list[int]:
     seen = []
     handle = pipe.transformer.register_forward_pre_hook(
-        lambda m, a, k: seen.append(k["all_timesteps"] if "all_timesteps" in k else a[2]), with_kwargs=True)
+        lambda m, a, k: seen.append(k["all_timesteps"] if "all_timesteps" in k else a[2]), with_kwargs=True
+    )
     try:
         generate(pipe)
     finally:
@@ -213,14 +214,18 @@ def test_pab_mlp_broadcast_reuses_stored_outputs(videosys, make_pipeline, pab_ma
     reads = []
 
     def pab_run(mlp_broadcast: bool):
-        pab = videosys.OpenSoraPABConfig(mlp_broadcast=mlp_broadcast, mlp_spatial_broadcast_config=mlp,
-                                         mlp_temporal_broadcast_config=mlp)
+        pab = videosys.OpenSoraPABConfig(
+            mlp_broadcast=mlp_broadcast, mlp_spatial_broadcast_config=mlp, mlp_temporal_broadcast_config=mlp
+        )
         latent, _ = generate(make_pipeline(enable_pab(videosys.OpenSoraConfig(), pab)))
         return latent, pab
 
     get = pab_manager.PABManager.get_mlp_output
-    monkeypatch.setattr(pab_manager.PABManager, "get_mlp_output",
-                        lambda self, skip_range, timestep, *a: reads.append(timestep) or get(self, skip_range, timestep, *a))
+    monkeypatch.setattr(
+        pab_manager.PABManager,
+        "get_mlp_output",
+        lambda self, skip_range, timestep, *a: reads.append(timestep) or get(self, skip_range, timestep, *a),
+    )
 
     broadcast, pab = pab_run(True)
     # Steps 6 and 7 reuse step 5's MLP output in 2 spatial and 2 temporal blocks; then it is freed.
@@ -247,15 +252,41 @@ def test_pab_config_entry_points(videosys, make_pipeline, pab_manager):
 # --- experiments ------------------------------------------------------------------------------
 def test_experiments_teacache_and_pab_tiny_runs(cli, capsys, prompts, tmp_path, pab_manager):
     out = tmp_path / "teacache"
-    text = run_cli(cli, capsys, "--method", "teacache", "--threshold", "0.5", "--tiny", "--prompts", prompts,
-                   "--num-samples", "1", "--out", out)
+    text = run_cli(
+        cli,
+        capsys,
+        "--method",
+        "teacache",
+        "--threshold",
+        "0.5",
+        "--tiny",
+        "--prompts",
+        prompts,
+        "--num-samples",
+        "1",
+        "--out",
+        out,
+    )
     assert "decided during sampling" in text and "generated 1 videos" in text
     [record] = manifest(out)
     assert record["method"] == "teacache" and record["method_config"]["threshold"] == 0.5
     assert record["skipped_steps"] and record["computed_steps"][0] == 0 and record["computed_steps"][-1] == 29
     out = tmp_path / "pab"
-    run_cli(cli, capsys, "--method", "pab-fast", "--tiny", "--steps", "10", "--prompts", prompts, "--num-samples", "1",
-            "--out", out)
+    run_cli(
+        cli,
+        capsys,
+        "--method",
+        "pab-fast",
+        "--tiny",
+        "--steps",
+        "10",
+        "--prompts",
+        prompts,
+        "--num-samples",
+        "1",
+        "--out",
+        out,
+    )
     [record] = manifest(out)
     assert record["method"] == "pab-fast" and record["computed_steps"] == list(range(10))
     assert record["method_config"] == {"OpenSoraPABConfig": {"spatial_range": 5, "temporal_range": 7, "cross_range": 9}}

@@ -24,7 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gt_video_dirs", nargs="+", required=True, help="reference (uncached) video folders")
     parser.add_argument(
-        "--gen_video_dirs", nargs="+", required=True, help="generated folders (a reference folder among them is skipped)"
+        "--gen_video_dirs",
+        nargs="+",
+        required=True,
+        help="generated folders (a reference folder among them is skipped)",
     )
     parser.add_argument("--out", default="batch_eval", help="writes OUT.md, OUT.csv and OUT.png (default: %(default)s)")
     add_common_options(parser)

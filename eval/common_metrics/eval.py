@@ -1,6 +1,6 @@
 """LPIPS / SSIM / PSNR of every generated video against the reference video of the same name.
 
-    python eval/common_metrics/eval.py --gt_video_dir samples/base --generated_video_dir samples/magcache_fast
+python eval/common_metrics/eval.py --gt_video_dir samples/base --generated_video_dir samples/magcache_fast
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gt_video_dir", required=True, help="folder of reference (uncached) videos")
     parser.add_argument("--generated_video_dir", required=True, help="folder of accelerated videos, same file names")
     parser.add_argument(
-        "--out", help="write OUT.json (per-video and mean values) and OUT.csv (one row per video); "
-        "for a folder, FOLDER/<generated folder name>.json and .csv"
+        "--out",
+        help="write OUT.json (per-video and mean values) and OUT.csv (one row per video); "
+        "for a folder, FOLDER/<generated folder name>.json and .csv",
     )
     parser.add_argument("--worst", type=int, default=5, help="worst videos to list by LPIPS and PSNR (default: 5)")
     add_common_options(parser)

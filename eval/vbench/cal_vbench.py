@@ -1,6 +1,6 @@
 """Quality, semantic and total VBench scores from the per-dimension results run_vbench.py wrote.
 
-    python eval/vbench/cal_vbench.py --score_dir results/
+python eval/vbench/cal_vbench.py --score_dir results/
 """
 
 from __future__ import annotations

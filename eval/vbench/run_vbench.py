@@ -1,6 +1,6 @@
 """Run VBench's 16 standard dimensions on a folder of videos named '{prompt}-{index}.mp4' (GPU job).
 
-    python eval/vbench/run_vbench.py --video_path samples/magcache_fast --save_path results/
+python eval/vbench/run_vbench.py --video_path samples/magcache_fast --save_path results/
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     except MetricsError as error:
         sys.exit(f"error: {error}")
-    print(f"{len(written)} VBench result files in {args.save_path}; next: python eval/vbench/cal_vbench.py "
-          f"--score_dir {args.save_path}")
+    print(
+        f"{len(written)} VBench result files in {args.save_path}; next: python eval/vbench/cal_vbench.py "
+        f"--score_dir {args.save_path}"
+    )
 
 
 if __name__ == "__main__":

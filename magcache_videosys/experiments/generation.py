@@ -60,7 +60,9 @@ class LoopTimer:
 def require_videosys(tiny: bool) -> None:
     """Before any model: VideoSys must be importable."""
     if not videosys_available():
-        what = "--tiny also needs it (its tiny models are VideoSys's own STDiT3 and RFLOW)" if tiny else "a run needs it"
+        what = (
+            "--tiny also needs it (its tiny models are VideoSys's own STDiT3 and RFLOW)" if tiny else "a run needs it"
+        )
         raise RunError(f"{INSTALL_HINT} ({what}; --dry-run works without it.)")
 
 
@@ -71,13 +73,16 @@ def _check_size(settings: Any) -> None:
         get_image_size(settings.resolution, settings.aspect_ratio)
     except (KeyError, AssertionError):
         raise RunError(
-            f"VideoSys's Open-Sora has no size for --resolution {settings.resolution} --aspect-ratio {settings.aspect_ratio}; "
+            f"VideoSys's Open-Sora has no size for --resolution {settings.resolution} "
+            f"--aspect-ratio {settings.aspect_ratio}; "
             f"try e.g. 144p, 240p, 360p, 480p or 720p with 9:16, 16:9, 3:4, 4:3 or 1:1."
         ) from None
     try:
         get_num_frames(settings.num_frames)
     except ValueError:
-        raise RunError(f"--frames {settings.num_frames!r} is neither a frame count nor a VideoSys duration such as 2s.") from None
+        raise RunError(
+            f"--frames {settings.num_frames!r} is neither a frame count nor a VideoSys duration such as 2s."
+        ) from None
 
 
 class VideoSysGenerator:
@@ -89,10 +94,18 @@ class VideoSysGenerator:
         s = plan.settings
         _check_size(s)
         self.settings = s
-        config = videosys.OpenSoraConfig(
-            transformer=s.transformer, vae=s.vae, text_encoder=s.text_encoder, num_gpus=plan.options.num_gpus,
-            num_sampling_steps=s.num_steps, cfg_scale=s.cfg_scale,
-        ) if not s.tiny else videosys.OpenSoraConfig(num_sampling_steps=s.num_steps, cfg_scale=s.cfg_scale)
+        config = (
+            videosys.OpenSoraConfig(
+                transformer=s.transformer,
+                vae=s.vae,
+                text_encoder=s.text_encoder,
+                num_gpus=plan.options.num_gpus,
+                num_sampling_steps=s.num_steps,
+                cfg_scale=s.cfg_scale,
+            )
+            if not s.tiny
+            else videosys.OpenSoraConfig(num_sampling_steps=s.num_steps, cfg_scale=s.cfg_scale)
+        )
         if plan.method_config is not None:
             plan.method.apply(config, plan.method_config)
         self.engine = None
@@ -107,7 +120,10 @@ class VideoSysGenerator:
             if not torch.cuda.is_available():
                 raise RunError("no CUDA GPU is visible; VideoSys runs need one (use --tiny for a CPU smoke run).")
             if torch.cuda.device_count() < plan.options.num_gpus:
-                raise RunError(f"--num-gpus {plan.options.num_gpus} but {torch.cuda.device_count()} GPU(s) are visible to this process.")
+                raise RunError(
+                    f"--num-gpus {plan.options.num_gpus} but {torch.cuda.device_count()} GPU(s) are visible "
+                    "to this process."
+                )
             config.pipeline_cls = PipelineBuilder(config.pipeline_cls, dtype=TORCH_DTYPES[s.dtype])
             self.engine = videosys.VideoSysEngine(config)
             self.pipeline = self.engine.driver_worker
@@ -120,11 +136,18 @@ class VideoSysGenerator:
         self.sync()
         start = time.perf_counter()
         video = target.generate(
-            prompt, resolution=s.resolution, aspect_ratio=s.aspect_ratio, num_frames=s.num_frames, seed=seed, verbose=False
+            prompt,
+            resolution=s.resolution,
+            aspect_ratio=s.aspect_ratio,
+            num_frames=s.num_frames,
+            seed=seed,
+            verbose=False,
         ).video[0]
         self.sync()
         total = time.perf_counter() - start
-        return Sample(video=video, latency_transformer_s=self.timer.last_s, latency_total_s=total, pipeline=self.pipeline)
+        return Sample(
+            video=video, latency_transformer_s=self.timer.last_s, latency_total_s=total, pipeline=self.pipeline
+        )
 
     def save(self, sample: Sample, path: Path) -> None:
         """Write frames (T, H, W, C uint8) as mp4 the way VideoSys's ``save_video`` does."""

@@ -183,25 +183,34 @@ def _mean(values: list[float]) -> float:
 def summarize(records: list[dict[str, Any]], baseline: list[dict[str, Any]] | None = None) -> list[SummaryRow]:
     """Per method: videos, mean latencies over the timed videos, mean passes, and the speedup over
     ``baseline`` (the base run's records) on the videos both runs generated with the same settings."""
-    base = {r["video"]: r for r in _timed([r for r in baseline or [] if r.get("method") == "base"] or list(baseline or []))}
+    base = {
+        r["video"]: r for r in _timed([r for r in baseline or [] if r.get("method") == "base"] or list(baseline or []))
+    }
     rows = []
     for method in dict.fromkeys(r["method"] for r in records):
         mine = [r for r in records if r["method"] == method]
         timed = _timed(mine)
         row = dict(
-            method=method, videos=len(mine), timed=len(timed),
+            method=method,
+            videos=len(mine),
+            timed=len(timed),
             latency_transformer_s=_mean([r["latency_transformer_s"] for r in timed]),
             latency_total_s=_mean([r["latency_total_s"] for r in timed]),
             passes=_mean([float(r["num_computed"]) for r in mine]),
             num_steps=int(mine[0]["num_steps"]),
         )
         # Same video name and the same generation settings: the same prompt, seed and size.
-        pairs = [(base[r["video"]], r) for r in timed if r["video"] in base and base[r["video"]].get("settings") == r.get("settings")]
+        pairs = [
+            (base[r["video"]], r)
+            for r in timed
+            if r["video"] in base and base[r["video"]].get("settings") == r.get("settings")
+        ]
         if pairs:
             row.update(
                 speedup_transformer=_mean([b["latency_transformer_s"] for b, _ in pairs])
                 / _mean([m["latency_transformer_s"] for _, m in pairs]),
-                speedup_total=_mean([b["latency_total_s"] for b, _ in pairs]) / _mean([m["latency_total_s"] for _, m in pairs]),
+                speedup_total=_mean([b["latency_total_s"] for b, _ in pairs])
+                / _mean([m["latency_total_s"] for _, m in pairs]),
                 paired=len(pairs),
             )
         rows.append(SummaryRow(**row))
@@ -215,8 +224,13 @@ def format_summary(rows: list[SummaryRow], planned: int, baseline: bool) -> str:
         head += ["speedup (transformer)", "speedup (total)", "paired"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row.method, f"{row.videos}/{planned}", f"{row.latency_transformer_s:.3f}", f"{row.latency_total_s:.3f}",
-                 f"{row.passes:.1f}/{row.num_steps}"]
+        cells = [
+            row.method,
+            f"{row.videos}/{planned}",
+            f"{row.latency_transformer_s:.3f}",
+            f"{row.latency_total_s:.3f}",
+            f"{row.passes:.1f}/{row.num_steps}",
+        ]
         if baseline:
             if row.paired:
                 cells += [f"{row.speedup_transformer:.2f}x", f"{row.speedup_total:.2f}x", str(row.paired)]

@@ -90,8 +90,14 @@ def build_config(method: Method, knobs: Mapping[str, Any]) -> Any:
     if extra:
         flags = ", ".join(f"--{KNOBS[k].flag}" for k in extra)
         if method.fixed_by:
-            instead = f", or use --method {method.knob_method} {flags} ... to set the knobs yourself" if method.knob_method else ""
-            raise MethodError(f"--method {method.name} is the {method.fixed_by}, which fixes {flags}; drop {flags}{instead}.")
+            instead = (
+                f", or use --method {method.knob_method} {flags} ... to set the knobs yourself"
+                if method.knob_method
+                else ""
+            )
+            raise MethodError(
+                f"--method {method.name} is the {method.fixed_by}, which fixes {flags}; drop {flags}{instead}."
+            )
         accepted = ", ".join(f"--{KNOBS[k].flag}" for k in method.knobs) or "no knobs"
         raise MethodError(f"--method {method.name} does not take {flags} (it takes {accepted}).")
     try:
@@ -101,8 +107,13 @@ def build_config(method: Method, knobs: Mapping[str, Any]) -> Any:
 
 
 # --- MagCache ---------------------------------------------------------------------------------
-_KNOB_FIELDS = {"threshold": "threshold", "K": "max_skip_steps", "retention_ratio": "retention_ratio",
-                "mag_ratios": "mag_ratios", "ratio_power": "ratio_power"}
+_KNOB_FIELDS = {
+    "threshold": "threshold",
+    "K": "max_skip_steps",
+    "retention_ratio": "retention_ratio",
+    "mag_ratios": "mag_ratios",
+    "ratio_power": "ratio_power",
+}
 
 
 def _magcache_dict(cfg: MagCacheConfig) -> dict[str, Any]:
@@ -123,8 +134,10 @@ def _magcache_stats(pipeline: Any) -> RunStats | None:
 
 def _preset_text(preset: str) -> str:
     p = PRESETS[preset]
-    return (f"preset {preset} (threshold={p['threshold']}, K={p['max_skip_steps']}, "
-            f"retention-ratio={p['retention_ratio']}, mag-ratios={p['mag_ratios']}, ratio-power={p['ratio_power']})")
+    return (
+        f"preset {preset} (threshold={p['threshold']}, K={p['max_skip_steps']}, "
+        f"retention-ratio={p['retention_ratio']}, mag-ratios={p['mag_ratios']}, ratio-power={p['ratio_power']})"
+    )
 
 
 def _magcache_preset(speed: str) -> Method:
@@ -182,26 +195,30 @@ def save_calibration(out_dir: Path, records: list[dict[str, Any]]) -> list[Path]
 register(Method("base", "the uncached model (the baseline every speedup is measured against)", lambda knobs: None))
 for _speed in ("slow", "fast", "turbo"):
     register(_magcache_preset(_speed))
-register(Method(
-    name="magcache",
-    help="MagCache with your knobs; those not given come from preset opensora-fast",
-    make_config=_magcache_explicit,
-    apply=enable_magcache,
-    knobs=tuple(_KNOB_FIELDS),
-    plan=_magcache_plan,
-    stats=_magcache_stats,
-    config_dict=_magcache_dict,
-))
-register(Method(
-    name="magcache-calibrate",
-    help=f"compute every step and record the magnitude ratios; writes {CALIBRATION_FILE} for --mag-ratios",
-    make_config=lambda knobs: MagCacheConfig(calibrate=True),
-    apply=enable_magcache,
-    stats=_magcache_stats,
-    record_extra=_calibration_extra,
-    finish=save_calibration,
-    config_dict=_magcache_dict,
-))
+register(
+    Method(
+        name="magcache",
+        help="MagCache with your knobs; those not given come from preset opensora-fast",
+        make_config=_magcache_explicit,
+        apply=enable_magcache,
+        knobs=tuple(_KNOB_FIELDS),
+        plan=_magcache_plan,
+        stats=_magcache_stats,
+        config_dict=_magcache_dict,
+    )
+)
+register(
+    Method(
+        name="magcache-calibrate",
+        help=f"compute every step and record the magnitude ratios; writes {CALIBRATION_FILE} for --mag-ratios",
+        make_config=lambda knobs: MagCacheConfig(calibrate=True),
+        apply=enable_magcache,
+        stats=_magcache_stats,
+        record_extra=_calibration_extra,
+        finish=save_calibration,
+        config_dict=_magcache_dict,
+    )
+)
 
 
 # --- TeaCache ---------------------------------------------------------------------------------
@@ -250,16 +267,30 @@ def _pab(name: str, overrides: Mapping[str, Any], text: str) -> Method:
 
 for _speed in ("slow", "fast"):
     register(_teacache_preset(_speed))
-register(Method(
-    name="teacache",
-    help="TeaCache with your --threshold; the rest from preset teacache-slow",
-    make_config=lambda knobs: TeaCacheConfig.preset("teacache-slow", **knobs),
-    apply=enable_teacache,
-    knobs=("threshold",),
-    plan=lambda cfg, num_steps: None,
-    stats=get_stats,
-))
-register(_pab("pab", {}, "PAB, VideoSys's default OpenSoraPABConfig (attention broadcast ranges spatial 2, "
-                         "temporal 4, cross 6, and MLP broadcast); every step runs the transformer"))
-register(_pab("pab-fast", PAB_FAST, "PAB with ranges spatial 5, temporal 7, cross 9 (the fastest Open-Sora setting of "
-                                    "VideoSys's eval/pab script), else VideoSys's defaults"))
+register(
+    Method(
+        name="teacache",
+        help="TeaCache with your --threshold; the rest from preset teacache-slow",
+        make_config=lambda knobs: TeaCacheConfig.preset("teacache-slow", **knobs),
+        apply=enable_teacache,
+        knobs=("threshold",),
+        plan=lambda cfg, num_steps: None,
+        stats=get_stats,
+    )
+)
+register(
+    _pab(
+        "pab",
+        {},
+        "PAB, VideoSys's default OpenSoraPABConfig (attention broadcast ranges spatial 2, "
+        "temporal 4, cross 6, and MLP broadcast); every step runs the transformer",
+    )
+)
+register(
+    _pab(
+        "pab-fast",
+        PAB_FAST,
+        "PAB with ranges spatial 5, temporal 7, cross 9 (the fastest Open-Sora setting of "
+        "VideoSys's eval/pab script), else VideoSys's defaults",
+    )
+)

@@ -55,7 +55,9 @@ def load_prompts(path: str | Path | None = None) -> PromptList:
     file = vbench_prompt_file() if path is None else Path(path)
     if not file.is_file():
         what = "is a folder, not a file" if file.is_dir() else "does not exist"
-        raise PromptError(f"prompt file {file} {what}; pass --prompts with a JSON or text file, or leave it out for {VBENCH_FILE}.")
+        raise PromptError(
+            f"prompt file {file} {what}; pass --prompts with a JSON or text file, or leave it out for {VBENCH_FILE}."
+        )
     try:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -72,11 +74,11 @@ def _parse_json(file: Path, text: str) -> list[str]:
     except json.JSONDecodeError as exc:
         raise PromptError(
             f"prompt file {file} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
-            f"a JSON prompt file is a list of objects with \"prompt_en\", as in {VBENCH_FILE}."
+            f'a JSON prompt file is a list of objects with "prompt_en", as in {VBENCH_FILE}.'
         ) from None
     if not isinstance(data, list):
         raise PromptError(
-            f"prompt file {file} holds a JSON {type(data).__name__}; expected a list of objects with \"prompt_en\" "
+            f'prompt file {file} holds a JSON {type(data).__name__}; expected a list of objects with "prompt_en" '
             f"(the {VBENCH_FILE} format)."
         )
     prompts = []
@@ -84,8 +86,8 @@ def _parse_json(file: Path, text: str) -> list[str]:
         prompt = entry.get("prompt_en") if isinstance(entry, dict) else entry
         if not isinstance(prompt, str) or not prompt.strip():
             raise PromptError(
-                f"prompt file {file}: entry {i} ({json.dumps(entry)[:80]}) has no usable \"prompt_en\"; every entry "
-                f"must be an object with a non-empty \"prompt_en\" string."
+                f'prompt file {file}: entry {i} ({json.dumps(entry)[:80]}) has no usable "prompt_en"; every entry '
+                f'must be an object with a non-empty "prompt_en" string.'
             )
         prompts.append(prompt)
     return prompts

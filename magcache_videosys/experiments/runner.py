@@ -184,7 +184,9 @@ def check_writable(out: Path, create: bool) -> None:
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise RunError(f"--out {out} is not writable ({exc.strerror or exc}); choose another --out or fix its permissions.") from None
+        raise RunError(
+            f"--out {out} is not writable ({exc.strerror or exc}); choose another --out or fix its permissions."
+        ) from None
 
 
 def make_jobs(prompts: tuple[str, ...], all_prompts: tuple[str, ...], num_samples: int, seed: int) -> list[Job]:
@@ -234,17 +236,24 @@ def describe(plan: Plan) -> str:
     s, o = plan.settings, plan.options
     p = plan.prompts
     dup = f"; {p.duplicates} duplicate entries, each generated once" if p.duplicates else ""
-    sliced = f", prompts {o.start}..{o.start + len(plan.selected) - 1} of them" if len(plan.selected) < len(p.prompts) else ""
+    sliced = (
+        f", prompts {o.start}..{o.start + len(plan.selected) - 1} of them"
+        if len(plan.selected) < len(p.prompts)
+        else ""
+    )
     altered = sum(1 for j in plan.jobs if j.altered and j.index == 0)
     steps = plan.method.plan(plan.method_config, s.num_steps)
+    config = {k: v for k, v in plan.method.config_dict(plan.method_config).items() if k != "table_ratios"}
+    tiny = "TINY random-weight CPU models, " if s.tiny else ""
     lines = [
         f"method     {plan.method.name}: {plan.method.help}",
-        f"config     {json.dumps({k: v for k, v in plan.method.config_dict(plan.method_config).items() if k != 'table_ratios'})}",
+        f"config     {json.dumps(config)}",
         f"prompts    {len(p.prompts)} distinct in {p.source} ({p.entries} entries{dup}){sliced}",
-        f"videos     {len(plan.selected)} prompts x {o.num_samples} samples = {len(plan.jobs)} videos (seed = {s.seed} + sample index)",
+        f"videos     {len(plan.selected)} prompts x {o.num_samples} samples = {len(plan.jobs)} videos "
+        f"(seed = {s.seed} + sample index)",
         f"this run   {plan.shard}: {len(plan.mine)} videos, {len(plan.mine) - len(plan.pending)} already done, "
         f"{len(plan.pending)} to generate",
-        f"generation {'TINY random-weight CPU models, ' if s.tiny else ''}{s.resolution} {s.aspect_ratio}, {s.num_frames} frames, "
+        f"generation {tiny}{s.resolution} {s.aspect_ratio}, {s.num_frames} frames, "
         f"{s.num_steps} steps, cfg {s.cfg_scale}, {s.dtype}, {o.num_gpus} GPU(s) per video",
         f"output     {plan.out}",
     ]
@@ -256,7 +265,8 @@ def describe(plan: Plan) -> str:
             f"computes   {len(steps)} of {s.num_steps} steps: {_steps_text(list(steps))}",
             f"skips      {len(skipped)}: {_steps_text(skipped)}",
             f"passes     {len(steps)} transformer passes per video, {len(steps) * len(plan.jobs)} for the run "
-            f"(base: {s.num_steps * len(plan.jobs)}); predicted transformer-loop speedup {s.num_steps / len(steps):.2f}x",
+            f"(base: {s.num_steps * len(plan.jobs)}); "
+            f"predicted transformer-loop speedup {s.num_steps / len(steps):.2f}x",
         ]
     if altered:
         lines.append(f"names      {altered} prompts cannot be file names as they are; see {PROMPT_FILE} after the run")
@@ -344,7 +354,9 @@ def run(plan: Plan, make_generator: Callable[[Plan], Generator], progress: bool 
     if pending:
         generator = make_generator(plan)
         writer = mf.PartWriter(plan.out, plan.shard.index, plan.shard.count)
-        bar = tqdm(total=len(pending), unit="video", desc=plan.method.name, disable=not progress or plan.shard.index != 0)
+        bar = tqdm(
+            total=len(pending), unit="video", desc=plan.method.name, disable=not progress or plan.shard.index != 0
+        )
         try:
             for job in pending:
                 sample = generator.generate(job.prompt, job.seed)
@@ -371,7 +383,8 @@ def finish(plan: Plan, generated: int = 0) -> Result:
     outputs: list[Path] = []
     if missing:
         summary = (
-            f"{len(plan.jobs) - len(missing)} of {len(plan.jobs)} videos of the run are done ({plan.shard} finished its part); "
+            f"{len(plan.jobs) - len(missing)} of {len(plan.jobs)} videos of the run are done "
+            f"({plan.shard} finished its part); "
             f"the summary is printed by the process that finishes last, or rerun the same command."
         )
         return Result(generated, records, False, summary, outputs)

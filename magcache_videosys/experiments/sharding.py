@@ -39,9 +39,14 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(p) for p in parts)
     except ValueError:
-        raise ShardError(f"--shard takes i/n (this process's 0-based index / the number of shards), got {text!r}.") from None
+        raise ShardError(
+            f"--shard takes i/n (this process's 0-based index / the number of shards), got {text!r}."
+        ) from None
     if count < 1 or not 0 <= index < count:
-        raise ShardError(f"--shard {text}: the index must be in 0..{count - 1} and the count at least 1, e.g. --shard 0/{max(count, 1)}.")
+        raise ShardError(
+            f"--shard {text}: the index must be in 0..{count - 1} and the count at least 1, "
+            f"e.g. --shard 0/{max(count, 1)}."
+        )
     return index, count
 
 
@@ -64,13 +69,19 @@ def detect_shard(shard_arg: str | None = None, environ: Mapping[str, str] | None
         launcher = "torchrun (RANK/WORLD_SIZE)", _env_int(env, "RANK"), world, _env_int(env, "LOCAL_RANK")
     else:
         tasks = _env_int(env, "SLURM_NTASKS")
-        launcher = "SLURM (SLURM_PROCID/SLURM_NTASKS)", _env_int(env, "SLURM_PROCID"), tasks, _env_int(env, "SLURM_LOCALID")
+        launcher = (
+            "SLURM (SLURM_PROCID/SLURM_NTASKS)",
+            _env_int(env, "SLURM_PROCID"),
+            tasks,
+            _env_int(env, "SLURM_LOCALID"),
+        )
     source, index, count, local_rank = launcher
     if shard_arg is not None:
         if count is not None and count > 1:
             raise ShardError(
-                f"--shard {shard_arg} was given but this process was started by {source.split(' ')[0]} as one of {count}; "
-                f"the launcher already shards the work. Drop --shard, or start one process per shard without a launcher."
+                f"--shard {shard_arg} was given but this process was started by {source.split(' ')[0]} "
+                f"as one of {count}; the launcher already shards the work. Drop --shard, or start one "
+                "process per shard without a launcher."
             )
         index, count = parse_shard(shard_arg)
         return Shard(index, count, None, "--shard")
@@ -101,7 +112,8 @@ def visible_gpus(local_rank: int, gpus_per_process: int, environ: Mapping[str, s
     mine = devices[first : first + gpus_per_process]
     if len(mine) < gpus_per_process:
         raise ShardError(
-            f"local rank {local_rank} with --num-gpus {gpus_per_process} needs GPUs {first}..{first + gpus_per_process - 1} "
+            f"local rank {local_rank} with --num-gpus {gpus_per_process} needs GPUs "
+            f"{first}..{first + gpus_per_process - 1} "
             f"but CUDA_VISIBLE_DEVICES lists {len(devices)}; start (GPUs per node / --num-gpus) processes per node."
         )
     return ",".join(mine)

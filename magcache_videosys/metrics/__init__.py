@@ -12,8 +12,8 @@ from .evaluate import METRICS, FrameScorer, PairResult, evaluate, format_summary
 from .lpips import LPIPSAlex, load_lpips
 from .psnr import psnr_frames
 from .ssim import ssim_frames
-from .video_io import align_reference, pair_videos, read_video
 from .vbench_scores import compute_scores, read_results
+from .video_io import align_reference, pair_videos, read_video
 
 __all__ = [
     "METRICS",

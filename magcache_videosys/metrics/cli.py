@@ -17,8 +17,10 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", default=",".join(METRICS), help="comma-separated subset of %(default)s")
     parser.add_argument("--device", default=default_device(), help="torch device (default: %(default)s)")
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="frames per metric call (default: 32 on GPU; on CPU "
-        "about 256k pixels, e.g. 2 frames at 240p)"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="frames per metric call (default: 32 on GPU; on CPU about 256k pixels, e.g. 2 frames at 240p)",
     )
     parser.add_argument(
         "--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding threads, 0 decodes inline"

@@ -138,7 +138,9 @@ class PairResult:
             "num_videos": len(self.videos),
             "mean": {m: self.mean(m) for m in self.metrics},
             "per_frame_index_mean": {m: self.per_frame_index(m).tolist() for m in self.metrics},
-            "videos": [{"name": v.name, "frames": v.frames, **{m: v.mean(m) for m in self.metrics}} for v in self.videos],
+            "videos": [
+                {"name": v.name, "frames": v.frames, **{m: v.mean(m) for m in self.metrics}} for v in self.videos
+            ],
             "left_out": {
                 "missing_in_generated": list(self.missing_in_generated),
                 "missing_in_reference": list(self.missing_in_reference),

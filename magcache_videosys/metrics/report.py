@@ -38,7 +38,7 @@ def read_manifest(directory: str | Path) -> dict[str, dict[str, Any]]:
         except json.JSONDecodeError as exc:
             raise MetricsError(f"{path}:{number} is not JSON ({exc}); fix or delete that line") from exc
         if not isinstance(entry, dict) or "video" not in entry:
-            raise MetricsError(f"{path}:{number} has no \"video\" field; each line must describe one video")
+            raise MetricsError(f'{path}:{number} has no "video" field; each line must describe one video')
         entries[Path(str(entry["video"])).name] = entry
     return entries
 
@@ -185,8 +185,11 @@ def plot_speedup(rows: Sequence[TableRow], metrics: Sequence[str], path: str | P
     for index, metric in enumerate(panels, 1):
         axes = figure.add_subplot(1, len(panels), index)
         for method in sorted({r.method for r in timed}):
-            points = sorted((r.speedup["latency_total_s"], r.means[metric], r.generated_dir.name)
-                            for r in timed if r.method == method)
+            points = sorted(
+                (r.speedup["latency_total_s"], r.means[metric], r.generated_dir.name)
+                for r in timed
+                if r.method == method
+            )
             axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
             for x, y, name in points:
                 axes.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)

@@ -44,7 +44,10 @@ _CLIP_B32 = (
     "clip_model/ViT-B-32.pt",
     "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
 )
-_GRIT = ("grit_model/grit_b_densecap_objectdet.pth", "https://datarelease.blob.core.windows.net/grit/models/grit_b_densecap_objectdet.pth")
+_GRIT = (
+    "grit_model/grit_b_densecap_objectdet.pth",
+    "https://datarelease.blob.core.windows.net/grit/models/grit_b_densecap_objectdet.pth",
+)
 _VICLIP = (
     "ViCLIP/ViClip-InternVid-10M-FLT.pth",
     "https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/ViClip-InternVid-10M-FLT.pth",
@@ -54,39 +57,53 @@ _VICLIP = (
 MODEL_FILES: dict[str, tuple[tuple[str, str], ...]] = {
     "subject_consistency": (
         ("dino_model/facebookresearch_dino_main", "git clone https://github.com/facebookresearch/dino"),
-        ("dino_model/dino_vitbase16_pretrain.pth",
-         "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth"),
+        (
+            "dino_model/dino_vitbase16_pretrain.pth",
+            "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth",
+        ),
     ),
     "background_consistency": (_CLIP_B32,),
     "aesthetic_quality": (
-        ("clip_model/ViT-L-14.pt",
-         "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt"),
-        ("aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth",
-         "https://github.com/LAION-AI/aesthetic-predictor/blob/main/sa_0_4_vit_l_14_linear.pth?raw=true"),
+        (
+            "clip_model/ViT-L-14.pt",
+            "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+        ),
+        (
+            "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth",
+            "https://github.com/LAION-AI/aesthetic-predictor/blob/main/sa_0_4_vit_l_14_linear.pth?raw=true",
+        ),
     ),
     "imaging_quality": (
-        ("pyiqa_model/musiq_spaq_ckpt-358bb6af.pth",
-         "https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/musiq_spaq_ckpt-358bb6af.pth"),
+        (
+            "pyiqa_model/musiq_spaq_ckpt-358bb6af.pth",
+            "https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/musiq_spaq_ckpt-358bb6af.pth",
+        ),
     ),
     "object_class": (_GRIT,),
     "multiple_objects": (_GRIT,),
     "color": (_GRIT,),
     "spatial_relationship": (_GRIT,),
     "scene": (
-        ("caption_model/tag2text_swin_14m.pth",
-         "https://huggingface.co/spaces/xinyu1205/recognize-anything/resolve/main/tag2text_swin_14m.pth"),
+        (
+            "caption_model/tag2text_swin_14m.pth",
+            "https://huggingface.co/spaces/xinyu1205/recognize-anything/resolve/main/tag2text_swin_14m.pth",
+        ),
     ),
     "appearance_style": (_CLIP_B32,),
     "temporal_style": (_VICLIP,),
     "overall_consistency": (_VICLIP,),
     "human_action": (
-        ("umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth",
-         "https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/l16_ptk710_ftk710_ftk400_f16_res224.pth"),
+        (
+            "umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth",
+            "https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/l16_ptk710_ftk710_ftk400_f16_res224.pth",
+        ),
     ),
     "motion_smoothness": (("amt_model/amt-s.pth", "https://huggingface.co/lalala125/AMT/resolve/main/amt-s.pth"),),
     "dynamic_degree": (
-        ("raft_model/models/raft-things.pth",
-         "https://dl.dropboxusercontent.com/s/4j4z58wuv8o0mfz/models.zip (unzip into raft_model/)"),
+        (
+            "raft_model/models/raft-things.pth",
+            "https://dl.dropboxusercontent.com/s/4j4z58wuv8o0mfz/models.zip (unzip into raft_model/)",
+        ),
     ),
     "temporal_flickering": (),
 }
@@ -199,8 +216,10 @@ def run_vbench(
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise MetricsError("VBench runs on a GPU and CUDA is not available here (--device cpu works, very slowly)")
     if len(named) < len(wanted):
-        log(f"warning: {len(wanted) - len(named)} of the {len(wanted)} videos VBench expects are missing; "
-            "scores over a subset are not comparable with published ones")
+        log(
+            f"warning: {len(wanted) - len(named)} of the {len(wanted)} videos VBench expects are missing; "
+            "scores over a subset are not comparable with published ones"
+        )
     stage = _stage_videos(video_dir, named, save_dir / ".vbench_videos")
     written = []
     for dimension in dimensions:

@@ -103,7 +103,8 @@ def read_video(path: str | Path) -> np.ndarray:
         raise MetricsError(f"{path} has no decodable frame: {fix}")
     if len(buffers) < expected:
         raise MetricsError(
-            f"{path} is truncated or damaged: decoded {len(buffers)} of the {expected} frames its header announces; {fix}"
+            f"{path} is truncated or damaged: decoded {len(buffers)} of the {expected} frames "
+            f"its header announces; {fix}"
         )
     frames = np.empty((len(buffers), height, width, 3), dtype=np.uint8)
     for frame, buffer in zip(frames, buffers):
