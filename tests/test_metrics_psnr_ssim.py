@@ -229,3 +229,22 @@ def test_without_a_compiler_the_metrics_warn_once_and_run_eagerly(tmp_path):
     run = subprocess.run([sys.executable, "-c", _WITHOUT_COMPILER], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "could not compile the fused CPU metric kernels" in run.stdout and "g++" in run.stdout
+
+
+def test_fused_kernels_compile_once_per_frame_size_not_per_batch_size():
+    """Chunks of any frame count reuse the kernels (a recompile costs seconds per video); only a
+    single frame, which torch specialises, gets its own."""
+    from torch._dynamo.utils import counters
+
+    g = torch.Generator().manual_seed(5)
+    ref = torch.randint(0, 256, (6, 29, 43, 3), dtype=torch.uint8, generator=g)
+    gen = torch.randint(0, 256, (6, 29, 43, 3), dtype=torch.uint8, generator=g)
+    for n in (2, 1):
+        ssim_frames(ref[:n], gen[:n], fused=True)
+        psnr_frames(ref[:n], gen[:n], fused=True)
+    compiled = counters["frames"]["total"]
+    for n in (3, 6, 4, 5):
+        expected = ssim_frames(ref[:n], gen[:n], fused=False)
+        torch.testing.assert_close(ssim_frames(ref[:n], gen[:n], fused=True), expected, rtol=0, atol=1e-7)
+        psnr_frames(ref[:n], gen[:n], fused=True)
+    assert counters["frames"]["total"] == compiled
