@@ -314,7 +314,9 @@ def evaluate(
     ahead = max(1, math.ceil(max(workers, 1) / (1 + len(generated_dirs)))) + 1
     pending: deque = deque()
     bar = tqdm(total=len(names), unit="video", disable=not progress, dynamic_ncols=True)
-    frames_done, start = 0, time.perf_counter()
+    if fused_enabled(device) and {"psnr", "ssim"} & set(scorer.metrics):
+        bar.set_postfix_str("compiling the fused CPU kernels (seconds, once per frame size)")
+    frames_done, start, first = 0, time.perf_counter(), True
 
     def refill() -> None:
         while units and len(pending) < ahead:
@@ -353,8 +355,13 @@ def evaluate(
                     values = score_video(scorer, aligned, generated, chunk, compute_pool)
                     results[i].videos.append(VideoScore(name, generated.shape[0], values))
                     frames_done += generated.shape[0]
+                if first:  # the rate leaves out the first video, which pays for compiling and a cold start
+                    frames_done, start, first = 0, time.perf_counter(), False
+                    bar.set_postfix_str("", refresh=False)
+                elif frames_done:
+                    rate = frames_done / (time.perf_counter() - start)
+                    bar.set_postfix_str(f"{rate:.0f} frame pairs/s", refresh=False)
                 bar.update()
-                bar.set_postfix_str(f"{frames_done / (time.perf_counter() - start):.0f} frame pairs/s", refresh=False)
     finally:
         bar.close()
         decoder.close()
