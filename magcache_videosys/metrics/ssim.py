@@ -81,15 +81,18 @@ def ssim_frames(
     """
     if reference.shape != generated.shape:
         raise ValueError(f"frame shapes differ: {tuple(reference.shape)} vs {tuple(generated.shape)}")
-    n, height, width, c = reference.shape
+    _, height, width, c = reference.shape
     if height < WINDOW or width < WINDOW:
         raise ValueError(f"SSIM needs frames of at least {WINDOW}x{WINDOW} pixels, got {width}x{height}")
-    out_pixels = (height - 2 * _BORDER) * (width - 2 * _BORDER)
-    if use_fused(reference, fused):
-        sums = _fused_sums(reference, generated)
-        if sums is not None:
-            return sums / (out_pixels * c)
-    return (_eager_sums(reference, generated, strip_pixels) / out_pixels).mean(0)
+    sums = _fused_sums(reference, generated) if use_fused(reference, fused) else None
+    if sums is None:
+        sums = _eager_sums(reference, generated, strip_pixels)
+    return sums / ((height - 2 * _BORDER) * (width - 2 * _BORDER) * c)  # mean over the map, then the channels
+
+
+def _value_scale(frames: torch.Tensor) -> float:
+    """The peak value: 255 for uint8 frames, 1 for float frames in [0, 1]."""
+    return 255.0 if frames.dtype == torch.uint8 else 1.0
 
 
 # ----- fused (CPU) ------------------------------------------------------------------------------
@@ -109,7 +112,7 @@ def _taps(maps: torch.Tensor, dim: int, step: int = 1) -> torch.Tensor:
 
 def _vertical_pass(reference: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
     """``(N, H, W * C)`` -> ``(N, 4, H - 10, W * C)``: the vertical pass over ``u, v, u^2, v^2``."""
-    half = 127.5 if reference.dtype == torch.uint8 else 0.5
+    half = _value_scale(reference) / 2
     a = reference.float() - half
     b = generated.float() - half
     u, v = a + b, a - b
@@ -133,7 +136,7 @@ def _fused_sums(reference: torch.Tensor, generated: torch.Tensor) -> torch.Tenso
     vertical = _vertical_kernel(*rows)
     if vertical is None:
         return None
-    return _horizontal_kernel(vertical, 255.0 if reference.dtype == torch.uint8 else 1.0, c)
+    return _horizontal_kernel(vertical, _value_scale(reference), c)
 
 
 # ----- eager (CUDA, or CPU without a compiler) ------------------------------------------------
@@ -154,7 +157,7 @@ def _separable_blur(maps: torch.Tensor) -> torch.Tensor:
 
 
 def _eager_sums(reference: torch.Tensor, generated: torch.Tensor, strip_pixels: int | None) -> torch.Tensor:
-    """Per channel and frame, the sum of the SSIM map, strip by strip: ``(C, N)`` float64."""
+    """Per frame, the sum of the SSIM map over all channels, strip by strip: ``(N,)`` float64."""
     n, height, width, c = reference.shape
     if strip_pixels is None:
         strip_pixels = STRIP_PIXELS["cuda" if reference.is_cuda else "cpu"]
@@ -164,12 +167,12 @@ def _eager_sums(reference: torch.Tensor, generated: torch.Tensor, strip_pixels: 
     for top in range(0, out_h, rows):
         bottom = min(top + rows, out_h) + 2 * _BORDER
         sums += _eager_strip_sums(reference[:, top:bottom], generated[:, top:bottom])
-    return sums
+    return sums.sum(0)
 
 
 def _eager_strip_sums(reference: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
     n, height, width, c = reference.shape
-    scale = 255.0 if reference.dtype == torch.uint8 else 1.0
+    scale = _value_scale(reference)
     a = reference.float().sub_(scale / 2)
     b = generated.float().sub_(scale / 2)
     maps = torch.empty((n, height, width, 4, c), dtype=torch.float32, device=a.device)
