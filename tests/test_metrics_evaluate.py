@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import imageio
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import structural_similarity
+from metrics_reference import skimage_ssim, straightforward_psnr
 
 from magcache_videosys.metrics.errors import MetricsError
 from magcache_videosys.metrics.evaluate import evaluate, format_summary, parse_metrics, scoring_context, write_results
@@ -66,24 +65,8 @@ def straightforward(ref_dir: Path, gen_dir: Path) -> dict[str, list[np.ndarray]]
     for name in sorted(LENGTHS):
         gen = read_video(gen_dir / name)
         ref = read_video(ref_dir / name)[: len(gen)]
-        mse = [np.mean((r / 255.0 - g / 255.0) ** 2) for r, g in zip(ref, gen)]
-        out["psnr"].append(np.array([20 * math.log10(1 / math.sqrt(m)) for m in mse]))
-        out["ssim"].append(
-            np.array(
-                [
-                    structural_similarity(
-                        r / 255.0,
-                        g / 255.0,
-                        gaussian_weights=True,
-                        sigma=1.5,
-                        use_sample_covariance=False,
-                        data_range=1.0,
-                        channel_axis=2,
-                    )
-                    for r, g in zip(ref, gen)
-                ]
-            )
-        )
+        out["psnr"].append(np.array(straightforward_psnr(ref, gen)))
+        out["ssim"].append(np.array(skimage_ssim(ref, gen)))
     return out
 
 
@@ -160,8 +143,7 @@ def test_a_larger_reference_is_resized_and_cropped(tmp_path):
     resized = torch.nn.functional.interpolate(ref, size=(24, 40), mode="bilinear", antialias=True, align_corners=False)
     ref = resized.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)[:, :, 4:36].numpy()
     gen = read_video(tmp_path / "gen" / "v.mp4")
-    expected = [20 * math.log10(1 / math.sqrt(np.mean((r / 255.0 - g / 255.0) ** 2))) for r, g in zip(ref, gen)]
-    np.testing.assert_allclose(result.videos[0].values["psnr"], expected, atol=1e-5)
+    np.testing.assert_allclose(result.videos[0].values["psnr"], straightforward_psnr(ref, gen), atol=1e-5)
 
 
 def test_frames_too_small_for_a_metric_are_an_input_error(tmp_path):

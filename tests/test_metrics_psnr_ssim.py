@@ -11,7 +11,6 @@ Every check runs twice: with the fused kernels ``torch.compile`` builds on CPU, 
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import imageio
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import structural_similarity
+from metrics_reference import skimage_ssim, straightforward_psnr
 
 from magcache_videosys.metrics import fused as fused_module
 from magcache_videosys.metrics.psnr import psnr_frames
@@ -28,29 +27,6 @@ from magcache_videosys.metrics.ssim import gaussian_window, ssim_frames
 from magcache_videosys.metrics.video_io import read_video
 
 TOL = 1e-5
-
-
-def straightforward_psnr(ref: np.ndarray, gen: np.ndarray) -> list[float]:
-    values = []
-    for a, b in zip(ref, gen):
-        mse = np.mean((a.astype(np.float64) / 255.0 - b.astype(np.float64) / 255.0) ** 2)
-        values.append(100.0 if mse < 1e-10 else 20 * math.log10(1 / math.sqrt(mse)))
-    return values
-
-
-def skimage_ssim(ref: np.ndarray, gen: np.ndarray) -> list[float]:
-    return [
-        structural_similarity(
-            a / 255.0,
-            b / 255.0,
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-            data_range=1.0,
-            channel_axis=2,
-        )
-        for a, b in zip(ref, gen)
-    ]
 
 
 @pytest.fixture(scope="module")

@@ -4,40 +4,9 @@ import json
 import math
 
 import pytest
+from reference_values import OPENSORA_RATIOS as REFERENCE
 
 from magcache_videosys import RatioTable, RatioTableError, load_ratio_table, shipped_tables
-
-REFERENCE = [
-    0.93359,
-    0.96484,
-    0.99609,
-    1.0,
-    0.99609,
-    0.99609,
-    0.99219,
-    1.0,
-    1.0,
-    0.99609,
-    0.99219,
-    1.0,
-    0.99219,
-    0.99609,
-    0.99219,
-    0.99609,
-    0.99609,
-    0.99609,
-    0.99219,
-    0.99219,
-    0.99219,
-    0.98828,
-    0.98828,
-    0.98438,
-    0.98438,
-    0.97656,
-    0.97656,
-    0.96484,
-    0.96484,
-]
 
 
 def test_shipped_opensora_table_is_the_reference_table():

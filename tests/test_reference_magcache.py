@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference_values import OPENSORA_RATIOS
 from videosys_helpers import FAST_SKIPS
 
 from magcache_videosys import enable_magcache, get_stats
@@ -24,37 +25,6 @@ from magcache_videosys import enable_magcache, get_stats
 pytestmark = pytest.mark.videosys
 
 REFERENCE = Path(os.environ.get("MAGCACHE_REFERENCE", "")) / "eval/magcache/experiments/opensora.py"
-OPENSORA_RATIOS = [
-    0.93359,
-    0.96484,
-    0.99609,
-    1.0,
-    0.99609,
-    0.99609,
-    0.99219,
-    1.0,
-    1.0,
-    0.99609,
-    0.99219,
-    1.0,
-    0.99219,
-    0.99609,
-    0.99219,
-    0.99609,
-    0.99609,
-    0.99609,
-    0.99219,
-    0.99219,
-    0.99219,
-    0.98828,
-    0.98828,
-    0.98438,
-    0.98438,
-    0.97656,
-    0.97656,
-    0.96484,
-    0.96484,
-]
 
 
 def load_reference() -> types.ModuleType:
