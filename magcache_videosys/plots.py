@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from .atomic import write_atomic
 from .ratios import RatioTable
 from .schedule import SchedulePlan
 
@@ -22,18 +22,9 @@ def _figure_module():
     return plt
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+def save_png(fig, path: str | os.PathLike) -> Path:
+    """Write a matplotlib figure as PNG, atomically."""
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
 
 
 def plot_ratio_curve(table: RatioTable, path: str | os.PathLike) -> Path:
@@ -59,7 +50,7 @@ def plot_ratio_curve(table: RatioTable, path: str | os.PathLike) -> Path:
         handles, labels = handles + h2, labels + l2
     ax.legend(handles, labels, fontsize=8, loc="lower left")
     try:
-        return _save(fig, path)
+        return save_png(fig, path)
     finally:
         plt.close(fig)
 
@@ -88,6 +79,6 @@ def plot_sweep(plans: Sequence[SchedulePlan], path: str | os.PathLike) -> Path:
         ax.set_title(f"retention {retention:g}: full passes of {num_steps}", fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="full transformer passes")
     try:
-        return _save(fig, path)
+        return save_png(fig, path)
     finally:
         plt.close(fig)

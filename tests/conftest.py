@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import torch
@@ -19,6 +20,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "videosys" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(size, readonly=False)`` mounts a small RAM file system and returns its folder: a full
+    disk or a read-only one on demand. Skips where mounting is not allowed (not root)."""
+    mounted = []
+
+    def mount(size: str = "256k", readonly: bool = False):
+        folder = tmp_path / f"tmpfs{len(mounted)}"
+        folder.mkdir()
+        options = f"size={size}" + (",ro" if readonly else "")
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+        if proc.returncode:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 # --- fixtures of the VideoSys tests (only tests marked videosys use them) -------------------------

@@ -9,8 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from magcache_videosys.atomic import write_json_atomic
 from magcache_videosys.metrics.errors import MetricsError
-from magcache_videosys.metrics.outputs import write_json
 from magcache_videosys.metrics.vbench_scores import compute_scores, format_scores, read_results
 
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     except MetricsError as error:
         sys.exit(f"error: {error}")
     print(format_scores(scores))
-    out = write_json(args.out or Path(args.score_dir) / "vbench_scores.json", scores.to_dict())
+    out = write_json_atomic(args.out or Path(args.score_dir) / "vbench_scores.json", scores.to_dict())
     print(f"wrote {out}")
 
 

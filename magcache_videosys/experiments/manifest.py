@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
+
+from ..atomic import write_jsonl_atomic
 
 logger = logging.getLogger("magcache_videosys.experiments")
 
@@ -52,34 +53,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             if isinstance(record, dict) and "video" in record:
                 records.append(record)
     return records
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file next to ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from the other users of a shared folder
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    _write_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
 def load_records(out_dir: Path) -> dict[str, dict[str, Any]]:

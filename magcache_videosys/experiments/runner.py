@@ -20,6 +20,7 @@ from typing import Any, Callable, Protocol
 
 from tqdm import tqdm
 
+from ..atomic import write_json_atomic
 from . import manifest as mf
 from .methods import Method, build_config, get_method
 from .naming import PROMPT_FILE, assign_stems, video_file
@@ -393,7 +394,7 @@ def finish(plan: Plan, generated: int = 0) -> Result:
         outputs += plan.method.finish(plan.out, mine)
     if any(j.altered for j in plan.jobs):
         path = plan.out / PROMPT_FILE
-        mf.write_json_atomic(path, {r["video"]: r["prompt"] for r in records})
+        write_json_atomic(path, {r["video"]: r["prompt"] for r in records})
         outputs.append(path)
     baseline = list(mf.load_records(plan.options.baseline).values()) if plan.options.baseline else None
     rows = mf.summarize(mine, baseline)

@@ -23,11 +23,11 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..atomic import write_csv_atomic, write_json_atomic
 from .errors import MetricsError
 from .fused import fused_enabled
 from .lpips import MIN_SIZE as LPIPS_MIN_SIZE
 from .lpips import LPIPSAlex, load_lpips
-from .outputs import write_csv, write_json
 from .psnr import psnr_frames
 from .ssim import WINDOW as SSIM_WINDOW
 from .ssim import ssim_frames
@@ -161,9 +161,9 @@ def write_results(result: PairResult, out: str | Path, settings: dict[str, Any] 
     data = result.to_dict()
     if settings:
         data["settings"] = settings
-    json_path = write_json(base.with_name(base.name + ".json"), data)
+    json_path = write_json_atomic(base.with_name(base.name + ".json"), data)
     rows = ([v.name, v.frames, *(f"{v.mean(m):.6f}" for m in result.metrics)] for v in result.videos)
-    csv_path = write_csv(base.with_name(base.name + ".csv"), ["video", "frames", *result.metrics], rows)
+    csv_path = write_csv_atomic(base.with_name(base.name + ".csv"), ["video", "frames", *result.metrics], rows)
     return json_path, csv_path
 
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..atomic import write_csv_atomic, write_text_atomic
+from ..plots import save_png
 from .errors import MetricsError
 from .evaluate import PairResult
-from .outputs import atomic_write_text, temporary_sibling, write_csv
 
 MANIFEST = "manifest.jsonl"
 LATENCIES = ("latency_total_s", "latency_transformer_s")
@@ -166,8 +167,8 @@ def markdown_table(rows: Sequence[TableRow], metrics: Sequence[str]) -> str:
 def write_table(rows: Sequence[TableRow], metrics: Sequence[str], out: str | Path) -> list[Path]:
     """``OUT.md`` and ``OUT.csv``, written atomically."""
     out = Path(out)
-    markdown = atomic_write_text(out.with_name(out.name + ".md"), markdown_table(rows, metrics))
-    table = write_csv(out.with_name(out.name + ".csv"), _header(metrics), (_cells(r, metrics) for r in rows))
+    markdown = write_text_atomic(out.with_name(out.name + ".md"), markdown_table(rows, metrics))
+    table = write_csv_atomic(out.with_name(out.name + ".csv"), _header(metrics), (_cells(r, metrics) for r in rows))
     return [markdown, table]
 
 
@@ -197,13 +198,4 @@ def plot_speedup(rows: Sequence[TableRow], metrics: Sequence[str], path: str | P
         axes.set_ylabel(f"{metric.upper()} ({'lower' if metric == 'lpips' else 'higher'} is better)")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
-    try:
-        figure.savefig(tmp, dpi=120, format="png")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return save_png(figure, path)
