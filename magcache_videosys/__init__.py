@@ -25,14 +25,20 @@ from .teacache import TeaCacheConfig, apply_teacache, remove_teacache
 __version__ = "0.1.0"
 
 _NEEDS_VIDEOSYS = {"OpenSoraConfig": "configs"}
+_FROM_VIDEOSYS = ("VideoSysEngine",)
 
 
 def __getattr__(name: str) -> Any:
-    # Config classes subclass VideoSys's own, so they load (and import VideoSys) on first use.
+    # Config classes subclass VideoSys's own, and VideoSys's engine is re-exported: they load (and
+    # import VideoSys, with the fixes of videosys_compat) on first use.
     if name in _NEEDS_VIDEOSYS:
         from importlib import import_module
 
         return getattr(import_module(f".{_NEEDS_VIDEOSYS[name]}", __name__), name)
+    if name in _FROM_VIDEOSYS:
+        from .videosys_compat import import_videosys
+
+        return getattr(import_videosys(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -47,6 +53,7 @@ __all__ = [
     "RunStats",
     "TeaCacheConfig",
     "UnsupportedModelError",
+    "VideoSysEngine",
     "apply_magcache",
     "apply_teacache",
     "disable_magcache",
