@@ -195,14 +195,17 @@ class MagCachePolicy:
         return measured
 
 
-def apply_magcache(module: nn.Module, config: MagCacheConfig) -> BlockStackCache:
-    """Install MagCache on a transformer (any model with an adapter); returns its runtime."""
+def apply_magcache(module: nn.Module, config: MagCacheConfig, pipeline: Any = None) -> BlockStackCache:
+    """Install MagCache on a transformer (any model with an adapter); returns its runtime.
+
+    ``pipeline``, the pipeline the transformer belongs to, lets runs be told apart by its
+    scheduler where the transformer's calls do not say which run they belong to."""
     if not isinstance(config, MagCacheConfig):
         raise TypeError(
             f"expected a MagCacheConfig, got {type(config).__name__}; try MagCacheConfig.preset('opensora-fast')."
         )
     binding = find_adapter(module).bind(module)
-    return BlockStackCache(module, binding, MagCachePolicy(config), config.num_steps)
+    return BlockStackCache(module, binding, lambda: MagCachePolicy(config), config.num_steps, pipeline)
 
 
 def remove_magcache(module: nn.Module) -> None:

@@ -29,7 +29,7 @@ class Method:
 
     name: str  # config attributes are enable_<name> and <name>_config
     config_type: type
-    apply: Callable[[nn.Module, Any], BlockStackCache]
+    apply: Callable[[nn.Module, Any, Any], BlockStackCache]  # (transformer, config, its pipeline or None)
     label: str  # the policy's method name, as in errors and statistics
 
 
@@ -74,13 +74,19 @@ def _is_engine(obj: Any) -> bool:
     return hasattr(obj, "driver_worker") and hasattr(obj, "config")
 
 
-def _transformer(target: Any) -> nn.Module:
-    """The model to hook: the target itself, an engine's driver pipeline's, or a pipeline's."""
+def _pipeline(target: Any) -> Any:
+    """The pipeline a target stands for (an engine's driver pipeline), or None for a bare model."""
     if _is_engine(target):
         target = target.driver_worker
-    if isinstance(target, nn.Module) and not hasattr(target, "transformer"):
+    return None if isinstance(target, nn.Module) and not hasattr(target, "transformer") else target
+
+
+def _transformer(target: Any) -> nn.Module:
+    """The model to hook: the target itself, an engine's driver pipeline's, or a pipeline's."""
+    pipeline = _pipeline(target)
+    if pipeline is None:
         return target
-    transformer = getattr(target, "transformer", None)
+    transformer = getattr(pipeline, "transformer", None)
     if isinstance(transformer, nn.Module):
         return transformer
     raise UnsupportedModelError(
@@ -109,7 +115,7 @@ def _check_no_pab(config: Any) -> None:
 
 def _install(pipeline_or_model: Any, method: Method, cfg: Any) -> BlockStackCache:
     _check_no_pab(getattr(pipeline_or_model, "_config", None))
-    return method.apply(_transformer(pipeline_or_model), cfg)
+    return method.apply(_transformer(pipeline_or_model), cfg, _pipeline(pipeline_or_model))
 
 
 # --- public entry points ---------------------------------------------------------------------

@@ -15,7 +15,9 @@ class RunStats:
     ``computed_steps`` and ``skipped_steps`` are 0-based step indices. ``acc_err`` holds, per step,
     the accumulated error the skip rule compared with the threshold (0 on always-computed steps).
     In calibration runs ``ratio``, ``ratio_std`` and ``cosine_distance`` hold, per step from step 1,
-    the measured statistics of the residual against the previous step's.
+    the measured statistics of the residual against the previous step's. Where CFG runs as separate
+    calls (branches), the decisions and measurements are the first branch's, and
+    ``branch_disagreements`` lists the steps where another branch decided otherwise.
     """
 
     method: str
@@ -24,6 +26,7 @@ class RunStats:
     skipped_steps: list[int] = field(default_factory=list)
     acc_err: list[float] = field(default_factory=list)
     calibrating: bool = False
+    branch_disagreements: list[int] = field(default_factory=list)
     _measured: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)
 
     @property
@@ -39,6 +42,10 @@ class RunStats:
     def speedup(self) -> float:
         """Ideal block-stack speedup of this run, ``num_steps / computed passes``."""
         return self.num_steps / max(1, len(self.computed_steps))
+
+    def add_measurement(self, measured: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        """Keep one computed step's (ratio, ratio std, cosine distance), still on the device."""
+        self._measured.append(measured)
 
     def _column(self, index: int) -> list[float]:
         # One host transfer for the whole run, when the numbers are asked for, never per step.
@@ -67,6 +74,8 @@ class RunStats:
             "num_computed": len(self.computed_steps),
             "acc_err": list(self.acc_err),
         }
+        if self.branch_disagreements:
+            data["branch_disagreements"] = list(self.branch_disagreements)
         if self.calibrating:
             data.update(ratio=self.ratio, ratio_std=self.ratio_std, cosine_distance=self.cosine_distance)
         return data

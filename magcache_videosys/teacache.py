@@ -181,8 +181,9 @@ class TeaCachePolicy:
         return None
 
 
-def apply_teacache(module: nn.Module, config: TeaCacheConfig) -> BlockStackCache:
-    """Install TeaCache on a transformer whose adapter gives the modulated input; returns its runtime."""
+def apply_teacache(module: nn.Module, config: TeaCacheConfig, pipeline: Any = None) -> BlockStackCache:
+    """Install TeaCache on a transformer whose adapter gives the modulated input; returns its runtime
+    (``pipeline`` as for :func:`~magcache_videosys.apply_magcache`)."""
     if not isinstance(config, TeaCacheConfig):
         raise TypeError(
             f"expected a TeaCacheConfig, got {type(config).__name__}; try TeaCacheConfig.preset('teacache-slow')."
@@ -194,8 +195,13 @@ def apply_teacache(module: nn.Module, config: TeaCacheConfig) -> BlockStackCache
             f"TeaCache reads the first block's timestep-modulated input, which the {adapter.description} "
             f"adapter does not provide; TeaCache supports Open-Sora 1.2 STDiT3."
         )
-    policy = TeaCachePolicy(config, binding.modulated_input, binding.all_reduce)
-    return BlockStackCache(module, binding, policy, config.num_steps)
+    return BlockStackCache(
+        module,
+        binding,
+        lambda: TeaCachePolicy(config, binding.modulated_input, binding.all_reduce),
+        config.num_steps,
+        pipeline,
+    )
 
 
 def remove_teacache(module: nn.Module) -> None:

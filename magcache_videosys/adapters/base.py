@@ -17,13 +17,32 @@ RunInfo = tuple[Any, int]
 class StackBinding:
     """One model instance's block stack, ready to hook.
 
-    ``blocks`` are in execution order: the residual is the last block's output minus the first
-    block's input, and nothing may run between consecutive blocks.
+    ``blocks`` are in execution order. The residual is taken on the hidden stream, from the first
+    block's input to the last block's output. By default a block takes the hidden stream as its
+    first argument (or the ``hidden_name`` keyword) and returns it, and nothing runs between
+    blocks; the optional fields describe families that differ.
     """
 
     blocks: Sequence[nn.Module]
     run_info: Callable[[tuple, dict], RunInfo | None]
     hidden_name: str = "hidden_states"
+    #: The hidden stream of a block's output, for blocks that return several streams
+    #: (CogVideoX: ``(hidden, encoder)``, Vchitect: ``(encoder, hidden)``).
+    out_hidden: Callable[[Any], torch.Tensor] | None = None
+    #: What a block returns on a skipped step, from its call arguments (its inputs, in the order
+    #: it returns its outputs); None: the hidden input.
+    passthrough: Callable[[tuple, dict], Any] | None = None
+    #: What the last block returns on a skipped step, from its call arguments and the restored
+    #: hidden stream; None: the restored hidden stream.
+    pack_tail: Callable[[tuple, dict, torch.Tensor], Any] | None = None
+    #: Brings the first block's input into the last block's output layout, given the last block's
+    #: call arguments, where the forward changes the layout between blocks (Latte: ``(b f) t d``
+    #: to ``(b t) f d``). The residual then lives in the last block's layout, and everything the
+    #: forward does between blocks lies inside it. Must be a pure permutation of elements.
+    to_tail: Callable[[torch.Tensor, tuple, dict], torch.Tensor] | None = None
+    #: Transformer calls per sampling step (2 where CFG runs the conditional and unconditional
+    #: batches as separate calls): each call position (branch) keeps its own state and residual.
+    calls_per_step: int = 1
     #: The first block's timestep-modulated input, from that block's call arguments (TeaCache's
     #: signal); None where the adapter does not know how the block modulates its input.
     modulated_input: Callable[[tuple, dict], torch.Tensor] | None = None
@@ -32,8 +51,20 @@ class StackBinding:
     all_reduce: Callable[[torch.Tensor], None] | None = None
 
     def hidden(self, args: tuple, kwargs: dict) -> torch.Tensor:
-        """The running activation a block was called with."""
+        """The hidden stream a block was called with."""
         return args[0] if args else kwargs[self.hidden_name]
+
+    def output_hidden(self, out: Any) -> torch.Tensor:
+        """The hidden stream of a block's output."""
+        return out if self.out_hidden is None else self.out_hidden(out)
+
+    def skipped_output(self, args: tuple, kwargs: dict) -> Any:
+        """What a block (not the last) returns on a skipped step."""
+        return self.hidden(args, kwargs) if self.passthrough is None else self.passthrough(args, kwargs)
+
+    def tail_output(self, args: tuple, kwargs: dict, restored: torch.Tensor) -> Any:
+        """What the last block returns on a skipped step."""
+        return restored if self.pack_tail is None else self.pack_tail(args, kwargs, restored)
 
 
 class BlockStackAdapter:
