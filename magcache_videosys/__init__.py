@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .adapters import UnsupportedModelError, register_adapter, supported_models
 from .magcache import PRESETS, MagCacheConfig, apply_magcache, remove_magcache
+from .models import ModelFamily, UnsupportedModelError, register_family, supported_models
 from .plugin import (
     CachedPipeline,
     disable_magcache,
@@ -47,6 +47,7 @@ __all__ = [
     "TEACACHE_PRESETS",
     "CachedPipeline",
     "MagCacheConfig",
+    "ModelFamily",
     "OpenSoraConfig",
     "RatioTable",
     "RatioTableError",
@@ -65,7 +66,7 @@ __all__ = [
     "get_stats",
     "load_ratio_table",
     "plan_schedule",
-    "register_adapter",
+    "register_family",
     "remove_magcache",
     "remove_teacache",
     "shipped_tables",

@@ -4,9 +4,9 @@ One :class:`BlockStackCache` lives on one transformer instance. A forward pre-ho
 transformer tells which sampling run, step and branch each call belongs to; thin forward wrappers on
 the blocks either run them or, on a skipped step, pass the first block's input through the stack
 untouched and add the cached residual once, at the last block. Methods only decide *whether* to
-skip (a :class:`SkipPolicy`); model knowledge comes from an adapter's :class:`StackBinding`.
+skip (a :class:`SkipPolicy`); model knowledge comes from a model family's :class:`StackBinding` (``models/``).
 
-Which run a call belongs to comes, in this order, from the call itself (the adapter's ``run_info``,
+Which run a call belongs to comes, in this order, from the call itself (the binding's ``run_info``,
 e.g. the ``all_timesteps`` list VideoSys's samplers pass), from the pipeline's scheduler (its
 ``timesteps`` tensor, which ``set_timesteps`` replaces at the start of every run), or, for a bare
 transformer that tells nothing, from counting calls up to ``num_steps``. A step is one iteration of
@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import nn
 
-from .adapters import StackBinding
+from .models import StackBinding
 from .stats import RunStats
 
 CACHE_ATTR = "_magcache_videosys_cache"

@@ -2,7 +2,7 @@
 
 Ma et al., "MagCache: Fast Video Generation with Magnitude-Aware Cache" (arXiv 2506.09045).
 This file holds the validated config and its presets, the per-run policy, and ``apply_magcache``;
-the hooks are shared with the other methods (``hooks.py``), model knowledge is in ``adapters/``.
+the hooks are shared with the other methods (``hooks.py``), model knowledge is in ``models/``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .adapters import find_adapter
 from .hooks import BlockStackCache, get_cache
+from .models import find_family, magcache_presets
 from .ratios import RESAMPLE_METHODS, RatioTable, load_ratio_table
 from .schedule import MagCacheDecider, SchedulePlan, plan_schedule
 from .validation import check, check_num_steps, from_preset, is_int, is_real
@@ -25,15 +25,8 @@ logger = logging.getLogger("magcache_videosys")
 
 METHOD = "MagCache"
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # The reference's Open-Sora 1.2 setting: 12 of 30 passes.
-    "opensora-fast": dict(threshold=0.12, max_skip_steps=3, retention_ratio=0.2),
-    "opensora-slow": dict(threshold=0.06, max_skip_steps=1, retention_ratio=0.2),
-    "opensora-turbo": dict(threshold=0.24, max_skip_steps=5, retention_ratio=0.2),
-}
-_OPENSORA_TABLE = dict(mag_ratios="opensora-v1.2", ratio_power=0.5)
-for _preset in PRESETS.values():
-    _preset.update(_OPENSORA_TABLE)
+# The presets of the built-in model families (each family's file defines its own).
+PRESETS: dict[str, dict[str, Any]] = magcache_presets()
 
 _told_resampled: set[tuple[str, int, int]] = set()
 
@@ -95,7 +88,7 @@ class MagCacheConfig:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "MagCacheConfig":
         """A named setting (``opensora-fast``, ``opensora-slow``, ``opensora-turbo``), fields overridable."""
-        return from_preset(cls, PRESETS, name, overrides)
+        return from_preset(cls, magcache_presets(), name, overrides)
 
     def replace(self, **changes: Any) -> "MagCacheConfig":
         return replace(self, **changes)
@@ -196,7 +189,7 @@ class MagCachePolicy:
 
 
 def apply_magcache(module: nn.Module, config: MagCacheConfig, pipeline: Any = None) -> BlockStackCache:
-    """Install MagCache on a transformer (any model with an adapter); returns its runtime.
+    """Install MagCache on a transformer (any model of a known family); returns its runtime.
 
     ``pipeline``, the pipeline the transformer belongs to, lets runs be told apart by its
     scheduler where the transformer's calls do not say which run they belong to."""
@@ -204,7 +197,7 @@ def apply_magcache(module: nn.Module, config: MagCacheConfig, pipeline: Any = No
         raise TypeError(
             f"expected a MagCacheConfig, got {type(config).__name__}; try MagCacheConfig.preset('opensora-fast')."
         )
-    binding = find_adapter(module).bind(module)
+    binding = find_family(module).bind(module)
     return BlockStackCache(module, binding, lambda: MagCachePolicy(config), config.num_steps, pipeline)
 
 

@@ -11,8 +11,8 @@ from diffusers import DDIMScheduler
 from torch import nn
 
 from magcache_videosys import MagCacheConfig, apply_magcache, get_stats
-from magcache_videosys.adapters import StackBinding
 from magcache_videosys.hooks import get_cache
+from magcache_videosys.models import StackBinding
 
 STEPS = 8
 RATIOS = [0.9] * (STEPS - 1)
@@ -128,11 +128,11 @@ def bind_two_stream(model: TwoStreamModel, calls_per_step: int = 1) -> StackBind
 def install(model, binding: StackBinding, config: MagCacheConfig, monkeypatch, pipeline=None):
     from magcache_videosys import magcache
 
-    class Adapter:
+    class Family:
         def bind(self, module):
             return binding
 
-    monkeypatch.setattr(magcache, "find_adapter", lambda module: Adapter())
+    monkeypatch.setattr(magcache, "find_family", lambda module: Family())
     return apply_magcache(model, config, pipeline)
 
 

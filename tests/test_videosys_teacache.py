@@ -245,7 +245,7 @@ def test_pab_config_entry_points(videosys, make_pipeline, pab_manager):
     assert OpenSoraConfig(enable_pab=True, pab_config=given).pab_config is given
     disable_pab(config)
     assert not config.enable_pab and config.pipeline_cls is videosys.OpenSoraPipeline
-    with pytest.raises(TypeError, match="enable_pab takes a VideoSys OpenSoraConfig, got OpenSoraPipeline"):
+    with pytest.raises(TypeError, match="enable_pab takes a VideoSys config, got OpenSoraPipeline"):
         enable_pab(make_pipeline())
 
 

@@ -44,7 +44,7 @@ class StackBinding:
     #: batches as separate calls): each call position (branch) keeps its own state and residual.
     calls_per_step: int = 1
     #: The first block's timestep-modulated input, from that block's call arguments (TeaCache's
-    #: signal); None where the adapter does not know how the block modulates its input.
+    #: signal); None where the family does not know how the block modulates its input.
     modulated_input: Callable[[tuple, dict], torch.Tensor] | None = None
     #: Sums a small tensor in place over the ranks that split one model call between them
     #: (sequence or CFG parallelism), so data-dependent decisions agree on every rank.
@@ -67,18 +67,42 @@ class StackBinding:
         return restored if self.pack_tail is None else self.pack_tail(args, kwargs, restored)
 
 
-class BlockStackAdapter:
-    """Base class of a model-family adapter; subclasses live one per file in this folder."""
+class ModelFamily:
+    """Everything the package knows about one model family: one subclass per file in this folder.
 
+    The runtime, the methods and the tools read a family only through this interface, so adding a
+    model is one new file (and one line in the registry, ``models/__init__.py``).
+    """
+
+    #: Short name, as in ``--model NAME``.
+    name: str = ""
     #: Human-readable name used in error messages and the README table.
     description: str = ""
-    #: Class names of the models this adapter hooks.
+    #: Class names of the transformers this family hooks.
     model_classes: tuple[str, ...] = ()
-    #: Class names of the VideoSys pipelines whose ``transformer`` this adapter hooks.
+    #: Class names of the VideoSys pipelines whose ``transformer`` this family hooks.
     pipeline_classes: tuple[str, ...] = ()
+    #: The VideoSys config class of this family, by name (None: not a VideoSys model).
+    config_class: str | None = None
+    #: The VideoSys PAB config class of this family, by name (None: no PAB).
+    pab_config_class: str | None = None
+    #: Published TeaCache rescaling polynomials (highest power first), by the name configs use.
+    teacache_coefficients: dict[str, tuple[float, ...]] = {}
+    #: MagCache presets of this family: name -> ``MagCacheConfig`` fields.
+    magcache_presets: dict[str, dict[str, Any]] = {}
 
     def matches(self, module: nn.Module) -> bool:
         return type(module).__name__ in self.model_classes
 
     def bind(self, module: nn.Module) -> StackBinding:
+        """The block stack of ``module``, ready for the runtime."""
         raise NotImplementedError
+
+    def prepare_pab(self, pipeline: Any) -> None:
+        """Whatever VideoSys's own PAB needs on a built pipeline of this family to run (nothing by default)."""
+
+    def tiny_pipeline(self, config: Any = None, seed: int = 0, **config_kwargs: Any) -> Any:
+        """This family's VideoSys pipeline on the CPU in float32 with tiny random-weight components,
+        built offline (tests and ``--tiny`` runs); ``config`` is built from ``config_kwargs`` when
+        not given, and a caching method enabled on it is installed as on every rank."""
+        raise NotImplementedError(f"{self.description} has no tiny pipeline")

@@ -18,18 +18,40 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .base import BlockStackAdapter, RunInfo, StackBinding
+from .base import ModelFamily, RunInfo, StackBinding
 
 _FEEDS_TIMESTEPS = "_magcache_videosys_feeds_all_timesteps"
 
 
-class STDiT3Adapter(BlockStackAdapter):
+class OpenSora(ModelFamily):
+    name = "opensora"
     description = "Open-Sora 1.2 STDiT3 (VideoSys OpenSoraPipeline)"
     model_classes = ("STDiT3",)
     pipeline_classes = ("OpenSoraPipeline",)
+    config_class = "OpenSoraConfig"
+    pab_config_class = "OpenSoraPABConfig"
+    # Fitted by the TeaCache authors (arXiv 2411.19108); the values of ``teacache_forward`` in
+    # eval/teacache/experiments/opensora.py of github.com/ali-vilab/TeaCache.
+    teacache_coefficients = {
+        "opensora-v1.2": (2.17546007e02, -1.18329252e02, 2.68662585e01, -4.59364272e-02, 4.84426240e-02),
+    }
+    # MagCache's Open-Sora 1.2 settings with the published table and the reference's square-root
+    # smoothing: opensora-fast is the paper's (12 of 30 passes), slow 18 and turbo 10.
+    magcache_presets = {
+        name: dict(threshold=t, max_skip_steps=k, retention_ratio=0.2, mag_ratios="opensora-v1.2", ratio_power=0.5)
+        for name, t, k in (("opensora-fast", 0.12, 3), ("opensora-slow", 0.06, 1), ("opensora-turbo", 0.24, 5))
+    }
 
     def matches(self, module: nn.Module) -> bool:
         return super().matches(module) and hasattr(module, "spatial_blocks") and hasattr(module, "temporal_blocks")
+
+    def prepare_pab(self, pipeline: Any) -> None:
+        feed_all_timesteps(pipeline.transformer)
+
+    def tiny_pipeline(self, config: Any = None, seed: int = 0, **config_kwargs: Any) -> Any:
+        from ..tiny import tiny_opensora_pipeline
+
+        return tiny_opensora_pipeline(config, seed=seed, **config_kwargs)
 
     def bind(self, module: nn.Module) -> StackBinding:
         if len(module.spatial_blocks) != len(module.temporal_blocks) or len(module.spatial_blocks) == 0:

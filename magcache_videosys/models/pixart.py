@@ -1,19 +1,21 @@
 """diffusers ``PixArtTransformer2DModel`` (PixArt-alpha / PixArt-Sigma, the image DiT STDiT grew from).
 
-Its forward runs ``transformer_blocks`` in order with nothing in between. A diffusers pipeline
-passes nothing that identifies the sampling run, so steps are counted per call and the run length
-must be given as ``num_steps`` in the caching config.
+Its forward runs ``transformer_blocks`` in order with nothing in between. Its calls say nothing
+that identifies the sampling run: enabled on a diffusers pipeline, runs are told apart by the
+pipeline's scheduler; on the bare transformer steps are counted per call, and the run length must be
+given as ``num_steps`` in the caching config.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from .base import BlockStackAdapter, StackBinding
+from .base import ModelFamily, StackBinding
 
 
-class PixArtAdapter(BlockStackAdapter):
-    description = "PixArt-alpha/Sigma PixArtTransformer2DModel (diffusers; steps counted, needs num_steps)"
+class PixArt(ModelFamily):
+    name = "pixart"
+    description = "PixArt-alpha/Sigma PixArtTransformer2DModel (diffusers)"
     model_classes = ("PixArtTransformer2DModel",)
 
     def matches(self, module: nn.Module) -> bool:
