@@ -14,7 +14,7 @@ Phases, each printed as it starts, the JSON rewritten after each:
 4. timed rounds: every variant once per round, interleaved; the transformer loop and the whole call
    timed with CUDA events, peak memory above the plain pipeline's.
 
-    python benchmarks/gpu_check.py --out gpu_check/           # one GPU, about 6 minutes on an H200
+    python benchmarks/gpu_check.py --out gpu_check/           # one GPU; sized for under 8 minutes on an H200
     python benchmarks/gpu_check.py --small --out /tmp/check   # the same code on the CPU, tiny sizes
 
 Writes ``OUT/gpu_check.json`` and ``OUT/gpu_check.md``. Needs VideoSys importable (see README).
