@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 from gpu_check_metrics import check_metrics
@@ -108,6 +108,38 @@ class Log:
         print(f"[{self.elapsed():6.1f}s] {message}", flush=True)
 
 
+class Active:
+    """The variants still in the check. One that raises is recorded with its error and left out from
+    then on, so one broken baseline cannot cost the whole GPU run; plain VideoSys, the reference of
+    every ratio, must not fail."""
+
+    def __init__(self, chosen: list[Variant], failures: dict[str, str], log: Log, cuda: bool) -> None:
+        self.variants = list(chosen)
+        self.failures = failures
+        self.log = log
+        self.cuda = cuda
+
+    def __iter__(self) -> Iterator[Variant]:
+        return iter(list(self.variants))
+
+    def attempt(self, variant: Variant, action: Callable[[], Any]) -> Any:
+        """``action()``, or None after recording why it failed."""
+        try:
+            return action()
+        except Exception as error:
+            if variant is self.variants[0]:
+                raise
+            text = str(error).strip().splitlines()
+            self.failures[variant.name] = (
+                f"{type(error).__name__}: {text[0] if text else ''} (at {where_raised(error)})"
+            )
+            self.log(f"{variant.name} failed and is left out: {self.failures[variant.name]}")
+            self.variants.remove(variant)
+            if self.cuda:
+                torch.cuda.empty_cache()
+            return None
+
+
 def environment(bench: Bench) -> dict[str, Any]:
     videosys = import_videosys()
     cuda = bench.device.type == "cuda"
@@ -160,30 +192,46 @@ def block_stack_share(bench: Bench, variant: Variant) -> float:
     return stack_seconds(marks, bench.clock) / loop_s
 
 
-def timed_rounds(bench: Bench, chosen: list[Variant], rounds: int, deadline: float | None, log: Log) -> dict:
+def timed_rounds(
+    bench: Bench,
+    active: Active,
+    rounds: int,
+    deadline: float | None,
+    log: Log,
+    after_round: Callable[[dict[str, Any]], None],
+) -> None:
+    """Every variant once per round, in the same order; ``after_round`` gets the times so far."""
     loops, calls = Timings("wall"), Timings("wall")
     passes: dict[str, int] = {}
     cache: dict[str, int | None] = {}
-    peaks: dict[str, int | None] = {}
-    last, done = 0.0, 0
+    peaks: dict[str, int] = {}
+    last = 0.0
     for index in range(rounds):
         if index and deadline is not None and log.elapsed() + last > deadline:
             log(f"time budget: stopping after {index} round(s) (another would end past {deadline:.0f}s)")
             break
         started = log.elapsed()
-        for variant in chosen:
-            with bench.enabled(variant) as pipeline, PeakMemory(bench.device) as memory:
-                loop_s, call_s = bench.call(variant, pipeline)
-                passes[variant.name] = bench.passes(variant, pipeline)
-                cache[variant.name] = bench.cache_bytes(pipeline)
+        for variant in active:
+            measured = active.attempt(variant, lambda: measure(bench, variant))
+            if measured is None:
+                continue
+            loop_s, call_s, passes[variant.name], cache[variant.name], memory = measured
             loops.add_seconds(variant.name, loop_s)
             calls.add_seconds(variant.name, call_s)
-            if memory.extra is not None:
-                peaks[variant.name] = max(peaks.get(variant.name, 0), memory.extra)
+            if memory is not None:
+                peaks[variant.name] = max(peaks.get(variant.name, 0), memory)
             timing = f"loop {loop_s:.3f}s, call {call_s:.3f}s, {passes[variant.name]} passes"
             log(f"round {index + 1}: {variant.name}: {timing}")
-        last, done = log.elapsed() - started, index + 1
-    return dict(loops=loops, calls=calls, passes=passes, cache=cache, peaks=peaks, rounds=done)
+        last = log.elapsed() - started
+        after_round(dict(loops=loops, calls=calls, passes=passes, cache=cache, peaks=peaks, rounds=index + 1))
+
+
+def measure(bench: Bench, variant: Variant) -> tuple[float, float, int, int | None, int | None]:
+    """One timed call: loop and call seconds, passes, cached bytes, peak memory beyond the start (CUDA)."""
+    with bench.enabled(variant) as pipeline, PeakMemory(bench.device) as memory:
+        loop_s, call_s = bench.call(variant, pipeline)
+        passes, cache = bench.passes(variant, pipeline), bench.cache_bytes(pipeline)
+    return loop_s, call_s, passes, cache, memory.extra
 
 
 def loop_rows(chosen: list[Variant], timed: dict, share: float, steps: int) -> list[dict[str, Any]]:
@@ -218,7 +266,7 @@ def loop_rows(chosen: list[Variant], timed: dict, share: float, steps: int) -> l
     return rows
 
 
-def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
+def run(args: argparse.Namespace, command: str, log: Log) -> dict[str, Any]:
     out = check_output_folder(args.out, "--out")
     setting = SMALL if args.small else FULL
     if setting.device == "cuda" and not torch.cuda.is_available():
@@ -229,7 +277,7 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
     data: dict[str, Any] = dict(
         complete=False,
         phase="build",
-        command="python benchmarks/gpu_check.py " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
+        command=command,
         setting={
             **asdict(setting),
             "rounds_max": rounds,
@@ -242,6 +290,7 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
         rows=[],
         sync=dict(checked=setting.device == "cuda", note="", variants={}),
         metrics={},
+        failed={},
         notes=([SMALL_NOTE] if args.small else []) + [SMALL_PARTS, TEACACHE_NOTE, PAB_NOTE],
         phases_s={},
     )
@@ -254,6 +303,7 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
     log(f"building VideoSys's OpenSoraPipeline: STDiT3 depth {setting.depth}, hidden {setting.hidden_size} ...")
     bench = Bench(setting)
     chosen = variants()
+    active = Active(chosen, data["failed"], log, bench.clock.cuda)
     data["environment"] = environment(bench)
     data["setting"]["clock"] = bench.clock.name
     data["model"] = dict(source=MODEL_SOURCE, parameters=bench.parameters(), tokens_per_video=bench.tokens_per_video())
@@ -273,15 +323,19 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
     phase("block-stack share")
 
     data["sync"]["note"] = CUDA_SYNC_NOTE if bench.clock.cuda else CPU_SYNC_NOTE
-    for variant in chosen:
+    for variant in active:
         log(f"synchronisation: {variant.name}")
-        data["sync"]["variants"][variant.name] = inspect_syncs(bench, variant)
+        found = active.attempt(variant, lambda: inspect_syncs(bench, variant))
+        if found is not None:
+            data["sync"]["variants"][variant.name] = found
     phase("synchronisation")
 
-    deadline = budget or None
-    timed = timed_rounds(bench, chosen, rounds, deadline, log)
-    data["setting"]["rounds_run"] = timed["rounds"]
-    data["rows"] = loop_rows(chosen, timed, data["stack_share"], steps)
+    def after_round(timed: dict[str, Any]) -> None:
+        data["setting"]["rounds_run"] = timed["rounds"]
+        data["rows"] = loop_rows(active.variants, timed, data["stack_share"], steps)
+        phase(f"round {timed['rounds']}")
+
+    timed_rounds(bench, active, rounds, budget or None, log, after_round)
     data["complete"] = True
     phase("done")
     return data
@@ -289,13 +343,13 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    args.argv = argv
+    command = "python benchmarks/gpu_check.py " + " ".join(sys.argv[1:] if argv is None else argv)
     log = Log()
     threads = torch.get_num_threads()
     if args.small:
         torch.set_num_threads(1)  # tiny tensors: more threads only contend, badly so on a shared machine
     try:
-        data = run(args, log)
+        data = run(args, command, log)
     finally:
         torch.set_num_threads(threads)
     print()

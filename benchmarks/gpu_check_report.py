@@ -66,7 +66,7 @@ def _setting_line(data: dict[str, Any]) -> str:
         f"{s['caption_channels']} ({m['parameters'] / 1e6:,.1f}M parameters, random weights); {s['resolution']} "
         f"{s['aspect_ratio']} x {s['frames']} frames ({m['tokens_per_video']} tokens per video{text}), "
         f"{s['steps']} RFLOW steps, batched CFG, {s['dtype']} on {e['device']}; "
-        f"VideoSys at {e['videosys']}; torch {e['torch']}; {s['rounds_run']} interleaved rounds after warm-up, "
+        f"VideoSys at {e['videosys']}; torch {e['torch']}; {s['rounds_run']} interleaved round(s) after warm-up, "
         f"best round per variant, timed with {s['clock']}."
     )
 
@@ -132,6 +132,9 @@ def render_markdown(data: dict[str, Any]) -> str:
         ]
         header = ["metrics", "device frame pairs/s", "CPU frame pairs/s", "device / CPU", "max abs difference"]
         lines += _table(header, _metric_rows(metrics)) + [""]
+    if data["failed"]:
+        lines += ["## Failed variants (left out from then on)", ""]
+        lines += [f"- {name}: {error}" for name, error in data["failed"].items()] + [""]
     if data["notes"]:
         lines += ["## Notes", ""] + [f"- {note}" for note in data["notes"]] + [""]
     return "\n".join(lines)

@@ -49,10 +49,13 @@ def benchmarks_on_path():
 
 @pytest.fixture(scope="module")
 def check(benchmarks_on_path, tmp_path_factory):
-    """One ``--small`` run: (the JSON, the Markdown)."""
+    """One ``--small`` run: (the JSON, the Markdown). A ninth variant that cannot be enabled shows
+    that one failing variant is recorded and left out while the others are measured."""
     spec = importlib.util.spec_from_file_location("gpu_check_script", BENCHMARKS / "gpu_check.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    real = script.variants
+    script.variants = lambda: real() + [script.Variant("broken", "magcache", "no-such-preset")]
     out = tmp_path_factory.mktemp("gpu_check")
     assert script.main(["--small", "--out", str(out)]) == 0
     return json.loads((out / "gpu_check.json").read_text()), (out / "gpu_check.md").read_text()
@@ -65,12 +68,20 @@ def rows_by_name(data):
 def test_the_run_completed_every_phase_with_the_small_setting(check):
     data, _ = check
     assert data["complete"] and data["phase"] == "done"
-    assert list(data["phases_s"]) == ["build", "metrics", "block-stack share", "synchronisation", "done"]
+    assert list(data["phases_s"]) == ["build", "metrics", "block-stack share", "synchronisation", "round 1", "done"]
     assert list(data["phases_s"].values()) == sorted(data["phases_s"].values())
     s = data["setting"]
     assert (s["depth"], s["hidden_size"], s["steps"], s["device"], s["rounds_run"]) == (DEPTH, HIDDEN, STEPS, "cpu", 1)
     assert data["model"]["tokens_per_video"] == TOKENS and data["model"]["text_tokens"] > 0
     assert 0.0 < data["stack_share"] < 1.0
+
+
+def test_a_failing_variant_is_recorded_and_left_out(check):
+    data, markdown = check
+    assert list(data["failed"]) == ["broken"]
+    assert "no-such-preset" in data["failed"]["broken"] and "(at " in data["failed"]["broken"]
+    assert "broken" not in data["sync"]["variants"] and "broken" not in rows_by_name(data)
+    assert "## Failed variants" in markdown and "- broken: " in markdown
 
 
 def test_passes_are_the_schedules(check):
