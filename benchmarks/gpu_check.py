@@ -153,11 +153,11 @@ def environment(bench: Bench) -> dict[str, Any]:
     )
 
 
-def inspect_syncs(bench: Bench, variant: Variant) -> dict[str, Any]:
-    """One run with the sync probe; for MagCache the plugin's code must not synchronise at all."""
-    cuda = bench.clock.cuda
+def inspect_syncs(bench: Bench, variant: Variant, set_mode: Callable[[str], None]) -> dict[str, Any]:
+    """One run with the sync probe (``set_mode``: ``torch.cuda.set_sync_debug_mode``); for MagCache
+    the plugin's code must not synchronise at all."""
     pipeline = bench.pipeline(variant)
-    probe = SyncProbe(pipeline.transformer, bench.blocks(variant), torch.cuda.set_sync_debug_mode if cuda else _ignore)
+    probe = SyncProbe(pipeline.transformer, bench.blocks(variant), set_mode)
     error = None
     try:
         with bench.enabled(variant) as pipe:
@@ -173,8 +173,8 @@ def inspect_syncs(bench: Bench, variant: Variant) -> dict[str, Any]:
         probe.remove()
     steps = bench.setting.steps
     return dict(
-        plugin_per_step=probe.plugin / steps if cuda else None,
-        videosys_per_step=probe.other / steps if cuda else None,
+        plugin_per_step=probe.plugin / steps,
+        videosys_per_step=probe.other / steps,
         strict=variant.strict,
         error=error,
         plugin_regions_per_step=probe.regions / steps,
@@ -323,9 +323,12 @@ def run(args: argparse.Namespace, command: str, log: Log) -> dict[str, Any]:
     phase("block-stack share")
 
     data["sync"]["note"] = CUDA_SYNC_NOTE if bench.clock.cuda else CPU_SYNC_NOTE
+    set_mode = torch.cuda.set_sync_debug_mode if bench.clock.cuda else _ignore
     for variant in active:
         log(f"synchronisation: {variant.name}")
-        found = active.attempt(variant, lambda: inspect_syncs(bench, variant))
+        found = active.attempt(variant, lambda: inspect_syncs(bench, variant, set_mode))
+        if found is not None and not bench.clock.cuda:
+            found.update(plugin_per_step=None, videosys_per_step=None)  # nothing synchronises on the CPU
         if found is not None:
             data["sync"]["variants"][variant.name] = found
     phase("synchronisation")

@@ -12,8 +12,10 @@ import functools
 import importlib.util
 import json
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -48,16 +50,25 @@ def benchmarks_on_path():
 
 
 @pytest.fixture(scope="module")
-def check(benchmarks_on_path, tmp_path_factory):
+def script(benchmarks_on_path):
+    """``benchmarks/gpu_check.py`` loaded as a module."""
+    spec = importlib.util.spec_from_file_location("gpu_check_script", BENCHMARKS / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def check(script, tmp_path_factory):
     """One ``--small`` run: (the JSON, the Markdown). A ninth variant that cannot be enabled shows
     that one failing variant is recorded and left out while the others are measured."""
-    spec = importlib.util.spec_from_file_location("gpu_check_script", BENCHMARKS / "gpu_check.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     real = script.variants
     script.variants = lambda: real() + [script.Variant("broken", "magcache", "no-such-preset")]
     out = tmp_path_factory.mktemp("gpu_check")
-    assert script.main(["--small", "--out", str(out)]) == 0
+    try:
+        assert script.main(["--small", "--out", str(out)]) == 0
+    finally:
+        script.variants = real
     return json.loads((out / "gpu_check.json").read_text()), (out / "gpu_check.md").read_text()
 
 
@@ -200,3 +211,67 @@ def test_the_stand_in_vae_has_open_soras_latent_shape(benchmarks_on_path, videos
     with torch.no_grad():
         video = vae.decode(torch.randn(1, 4, 15, 4, 4), num_frames=51)
     assert tuple(video.shape) == (1, 3, 51, 32, 32)
+
+
+class SyncDebugStandIn:
+    """What ``torch.cuda.set_sync_debug_mode`` makes a synchronising call do (warn, raise, or
+    nothing), for the CPU: ``sync()`` stands for an ``.item()`` on a CUDA tensor."""
+
+    def __init__(self) -> None:
+        self.mode = "default"
+        self.modes: list[str] = []
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.modes.append(mode)
+
+    def sync(self) -> None:
+        from gpu_check_probes import SYNC_MESSAGE
+
+        if self.mode == "error":
+            raise RuntimeError(SYNC_MESSAGE)
+        if self.mode == "warn":
+            warnings.warn(SYNC_MESSAGE, UserWarning, stacklevel=2)
+
+    def syncing(self, function: Callable) -> Callable:
+        """``function`` that synchronises first (its signature kept: the adapter reads it)."""
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self.sync()
+            return function(*args, **kwargs)
+
+        return wrapper
+
+
+def test_the_sync_probe_puts_each_sync_where_it_happened(script, monkeypatch):
+    """Every VideoSys block body and TeaCache's signal read synchronise here, as they would on CUDA:
+    the probe counts the first as elsewhere and the second as the plugin's, MagCache's code runs in
+    mode "error", and a synchronising MagCache decision is caught and located."""
+    from gpu_check_model import SMALL, Bench, Variant
+
+    from magcache_videosys.magcache import MagCachePolicy
+    from magcache_videosys.teacache import TeaCachePolicy
+
+    debug = SyncDebugStandIn()
+    bench = Bench(SMALL)
+    block_class = type(bench.blocks(Variant("plain", "plain"))[0])
+    for cls, name in ((block_class, "forward"), (TeaCachePolicy, "_relative_l1")):
+        monkeypatch.setattr(cls, name, debug.syncing(getattr(cls, name)))
+    stack = 2 * DEPTH
+    plain = script.inspect_syncs(bench, Variant("plain", "plain"), debug.set_mode)
+    assert (plain["plugin_per_step"], plain["videosys_per_step"], plain["error"]) == (0.0, stack, None)
+    tea = script.inspect_syncs(bench, script.variants()[5], debug.set_mode)
+    assert tea["plugin_per_step"] * STEPS == STEPS - 2  # steps 0 and 29 are computed without reading it
+    assert tea["videosys_per_step"] == stack and tea["error"] is None  # random weights: nothing skipped
+    assert "error" not in debug.modes
+    fast = script.inspect_syncs(bench, script.variants()[3], debug.set_mode)
+    assert fast["strict"] and fast["error"] is None and fast["plugin_per_step"] == 0.0
+    assert fast["videosys_per_step"] * STEPS == 12 * stack and "error" in debug.modes
+    assert debug.mode == "default" and fast["plugin_regions_per_step"] == 1 + stack
+
+    monkeypatch.setattr(MagCachePolicy, "wants_skip", debug.syncing(MagCachePolicy.wants_skip))
+    failing = script.inspect_syncs(bench, script.variants()[3], debug.set_mode)
+    assert failing["error"].startswith("called a synchronizing CUDA operation at ")
+    assert "magcache_videosys/hooks.py" in failing["error"] and "(_head)" in failing["error"]
+    assert debug.mode == "default"
