@@ -35,8 +35,8 @@ from magcache_videosys import (
     enable_teacache,
     get_stats,
 )
-from magcache_videosys.adapters import find_adapter
 from magcache_videosys.hooks import get_cache
+from magcache_videosys.models import find_family
 from magcache_videosys.tiny import TinyVideoVAE, tiny_stdit3, tiny_text_encoder
 from magcache_videosys.videosys_compat import import_videosys
 
@@ -174,7 +174,7 @@ class Bench:
     def blocks(self, variant: Variant) -> list:
         """The block stack in execution order (S0 T0 S1 T1 ...), as the plugin sees it."""
         transformer = self.pipeline(variant).transformer
-        return list(find_adapter(transformer).bind(transformer).blocks)
+        return list(find_family(transformer).bind(transformer).blocks)
 
     def parameters(self) -> int:
         return sum(p.numel() for p in self.pipelines["plain"].transformer.parameters())
