@@ -38,8 +38,8 @@ class RatioTable:
 
     ``ratio_power`` is the power the skip rule raises the ratios to: it belongs to the table, since
     the thresholds that suit a table were tuned with it. 1 uses the ratios as measured (the
-    reference's Wan, HunyuanVideo, FLUX and Qwen scripts, and diffusers); the reference's
-    Open-Sora 1.2 table is used with 0.5.
+    reference's generation scripts for Wan 2.1, HunyuanVideo, FLUX and Qwen-Image, and diffusers);
+    the reference's Open-Sora 1.2 table is used with 0.5.
     """
 
     ratios: tuple[float, ...]
