@@ -19,6 +19,7 @@ from .hooks import get_cache
 from .magcache import MagCacheConfig
 from .ratios import RatioTable
 from .stats import RunStats
+from .validation import is_int, is_real
 
 
 @dataclass
@@ -44,8 +45,14 @@ class CalibrationSettings:
             raise ValueError("calibration needs at least one non-empty prompt.")
         if not self.seeds:
             raise ValueError("calibration needs at least one seed.")
-        if self.steps < 2:
-            raise ValueError(f"steps must be at least 2, got {self.steps}.")
+        if not is_int(self.steps) or self.steps < 2:
+            raise ValueError(f"steps must be a whole number >= 2, got {self.steps!r}.")
+        for name in ("frames", "num_gpus"):
+            value = getattr(self, name)
+            if not is_int(value) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
+        if not is_real(self.cfg_scale):
+            raise ValueError(f"cfg_scale must be a finite number, got {self.cfg_scale!r}.")
 
 
 def _generator(settings: CalibrationSettings) -> tuple[Any, str, str]:

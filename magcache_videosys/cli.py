@@ -7,24 +7,93 @@ Subcommands: ``schedule`` (one setting, step by step), ``sweep`` (a grid of sett
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 import textwrap
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-from .atomic import write_text_atomic
+from .atomic import write_csv_atomic
+from .console import (
+    OutputPathError,
+    check_output_file,
+    finite_float,
+    float_at_least,
+    float_in_range,
+    int_at_least,
+    run_command,
+)
 from .magcache import PRESETS, MagCacheConfig
 from .ratios import RESAMPLE_METHODS, RatioTable, RatioTableError, load_ratio_table, shipped_tables
-from .schedule import SchedulePlan, sweep
+from .schedule import SchedulePlan, reaching_target, sweep
 
+PROG = "magcache-videosys"
 KNOBS = ("threshold", "K", "retention_ratio", "ratio_power")
+MAX_GRID_VALUES = 1000  # per list: a range such as 0:1:1e-9 is a typo, not a sweep
+RATIO_POWER_HELP = (
+    "exponent applied to the ratios (default: the table's own ratio_power, 0.5 for opensora-v1.2 and 1 for "
+    "a table that states none; the run uses the same)"
+)
 
 
 class UsageError(Exception):
     """A command-line mistake; reported as one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad options are one line (the problem, and where the help is), not the whole usage."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# --- option types: checked while the command line is parsed, before any work -----------------
+def _grid(whole: bool, low: float, high: float | None = None) -> Callable[[str], list]:
+    """A list type: ``a,b,c`` or the inclusive range ``start:stop:step`` (``start:stop`` for whole
+    numbers, step 1), every value finite and in ``[low, high)``."""
+    parse_one = _whole_number if whole else finite_float
+    shapes = "a,b,c or start:stop[:step]" if whole else "a,b,c or start:stop:step"
+
+    def parse(text: str) -> list:
+        parts = text.split(":")
+        if len(parts) == 1:
+            values = [parse_one(x.strip()) for x in text.split(",") if x.strip()]
+        elif len(parts) == 3 or (whole and len(parts) == 2):
+            start, stop = parse_one(parts[0]), parse_one(parts[1])
+            step = parse_one(parts[2]) if len(parts) == 3 else 1
+            if step <= 0:
+                raise argparse.ArgumentTypeError(f"range {text!r} needs a step > 0")
+            count = int(round((stop - start) / step)) + 1
+            if count > MAX_GRID_VALUES:
+                raise argparse.ArgumentTypeError(f"range {text!r} has {count} values; at most {MAX_GRID_VALUES}")
+            values = [start + i * step for i in range(max(count, 0)) if start + i * step <= stop + 1e-9 * step]
+            if not whole:
+                values = [round(v, 10) for v in values]  # 0.1 + 2 * 0.1 reads 0.3, not 0.30000000000000004
+        else:
+            raise argparse.ArgumentTypeError(f"cannot read {text!r}: use {shapes}")
+        if not values:
+            raise argparse.ArgumentTypeError(f"{text!r} gives no values (is the range backwards?)")
+        bad = [v for v in values if v < low or (high is not None and v >= high)]
+        if bad:
+            limit = f">= {low:g}" + (f" and < {high:g}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"{bad[0]:g} is out of range: every value must be {limit}")
+        return values
+
+    parse.__name__ = "list"
+    return parse
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+THRESHOLDS = _grid(whole=False, low=0.0)
+K_VALUES = _grid(whole=True, low=0)
+RETENTIONS = _grid(whole=False, low=0.0, high=1.0)
+SEEDS = _grid(whole=True, low=0)
 
 
 # --- shared option handling -------------------------------------------------------------------
@@ -61,34 +130,10 @@ def _config_from_args(args: argparse.Namespace) -> tuple[MagCacheConfig, RatioTa
             threshold=args.threshold,
             max_skip_steps=args.K,
             retention_ratio=args.retention_ratio,
-            ratio_power=args.ratio_power or 1.0,
+            ratio_power=args.ratio_power,
         )
     table = _fit_table(base.table, args.steps, args.resample)
     return base.replace(mag_ratios=table, resample=args.resample or base.resample), table
-
-
-def _floats(text: str) -> list[float]:
-    """``0.1,0.2`` or an inclusive range ``start:stop:step``."""
-    try:
-        if ":" in text:
-            start, stop, step = (float(x) for x in text.split(":"))
-            if step <= 0:
-                raise UsageError(f"range {text!r} needs a positive step.")
-            count = int(round((stop - start) / step)) + 1
-            return [round(start + i * step, 10) for i in range(max(count, 0)) if start + i * step <= stop + 1e-9]
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"cannot read {text!r} as numbers: use a,b,c or start:stop:step.") from None
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        if ":" in text:
-            start, stop, *step = (int(x) for x in text.split(":"))
-            return list(range(start, stop + 1, step[0] if step else 1))
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"cannot read {text!r} as whole numbers: use 1,2,3 or start:stop.") from None
 
 
 # --- subcommands --------------------------------------------------------------------------------
@@ -96,7 +141,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     cfg, table = _config_from_args(args)
     plan = cfg.plan(table.num_steps)
     if args.json:
-        out = {"table": table.name, "model": table.model, "ratio_power": cfg.ratio_power, **plan.to_dict()}
+        out = {"table": table.name, "model": table.model, "ratio_power": cfg.effective_ratio_power, **plan.to_dict()}
         print(json.dumps(out, indent=2))
         return 0
     resampled = table.settings.get("resampled_from")
@@ -105,7 +150,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     print(
         f"{plan.num_steps} steps, threshold {cfg.threshold:g}, K {cfg.max_skip_steps}, retention "
         f"{cfg.retention_ratio:g} ({_retained(plan)} steps always computed), "
-        f"ratio power {cfg.ratio_power:g}"
+        f"ratio power {cfg.effective_ratio_power:g}"
     )
     print(f"{'step':>4}  {'action':<8}{'ratio':>8}{'acc ratio':>11}{'acc err':>9}")
     for s in plan.steps:
@@ -130,56 +175,41 @@ def _summary(plan: SchedulePlan) -> str:
     )
 
 
+def _row(p: SchedulePlan) -> dict:
+    return {
+        "retention_ratio": p.retention_ratio,
+        "K": p.max_skip_steps,
+        "threshold": p.threshold,
+        "passes": p.num_computed,
+        "predicted_speedup": round(p.predicted_speedup, 4),
+        "skipped_steps": " ".join(map(str, p.skipped_steps)),
+    }
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
+    for path, option in ((args.csv, "--csv"), (args.plot, "--plot")):
+        if path:
+            check_output_file(path, option)
+    if args.plot:
+        _require_matplotlib()
     table = _fit_table(load_ratio_table(args.ratios), args.steps, args.resample)
-    ratios = [r**args.ratio_power for r in table.ratios]
-    thresholds, ks, retentions = _floats(args.thresholds), _ints(args.K), _floats(args.retention_ratios)
-    bad = [f"threshold {t:g}" for t in thresholds if t < 0] + [f"K {k}" for k in ks if k < 0]
-    bad += [f"retention ratio {r:g}" for r in retentions if not 0 <= r < 1]
-    if bad:
-        raise UsageError(f"invalid grid values: {', '.join(bad)} (threshold >= 0, K >= 0, 0 <= retention < 1).")
-    if not (thresholds and ks and retentions):
-        empty = [n for n, v in (("--thresholds", thresholds), ("--K", ks), ("--retention-ratios", retentions)) if not v]
-        raise UsageError(f"the grid has no points: {', '.join(empty)} is empty.")
-    plans = sweep(ratios, thresholds, ks, retentions)
-    rows = [
-        {
-            "retention_ratio": p.retention_ratio,
-            "K": p.max_skip_steps,
-            "threshold": p.threshold,
-            "passes": p.num_computed,
-            "predicted_speedup": round(p.predicted_speedup, 4),
-            "skipped_steps": " ".join(map(str, p.skipped_steps)),
-        }
-        for p in plans
-    ]
+    power = table.ratio_power if args.ratio_power is None else args.ratio_power
+    plans = sweep(table.powered(args.ratio_power), args.thresholds, args.K, args.retention_ratios)
+    rows = [_row(p) for p in plans]
     if args.csv:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(args.csv, buffer.getvalue())
+        write_csv_atomic(args.csv, list(rows[0]), [list(r.values()) for r in rows])
     if args.plot:
         from .plots import plot_sweep
 
-        plot_sweep(plans, args.plot)
-    reach = [r for r in rows if args.target_passes is not None and r["passes"] <= args.target_passes]
-    reach.sort(key=lambda r: (-r["passes"], r["threshold"], r["K"], r["retention_ratio"]))
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "table": table.name,
-                    "num_steps": table.num_steps,
-                    "ratio_power": args.ratio_power,
-                    "rows": rows,
-                    "reaching_target": reach,
-                },
-                indent=2,
-            )
+        plot_sweep(
+            plans, args.plot, target_passes=args.target_passes, title=f"table {table.name}, ratio power {power:g}"
         )
+    reach = [] if args.target_passes is None else [_row(p) for p in reaching_target(plans, args.target_passes)]
+    if args.json:
+        out = {"table": table.name, "num_steps": table.num_steps, "ratio_power": power, "rows": rows}
+        print(json.dumps({**out, "reaching_target": reach}, indent=2))
         return 0
-    print(f"table {table.name}, {table.num_steps} steps, ratio power {args.ratio_power:g}")
+    print(f"table {table.name}, {table.num_steps} steps, ratio power {power:g}")
     print(f"{'retention':>9}{'K':>4}{'threshold':>11}{'passes':>8}{'speedup':>9}")
     for r in rows:
         print(
@@ -201,8 +231,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import CalibrationSettings, calibrate_opensora
-
+    check_output_file(args.out, "--out")
+    if args.plot:
+        check_output_file(args.plot, "--plot")
+        _require_matplotlib()
     if args.model != "opensora":
         raise UsageError(f"unknown --model {args.model!r}; calibration supports: opensora.")
     prompts = list(args.prompt or [])
@@ -212,6 +244,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 prompts += [line.strip() for line in f if line.strip()]
         except OSError as exc:
             raise UsageError(f"cannot read --prompts {args.prompts}: {exc.strerror}.") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"--prompts {args.prompts} is not UTF-8 text; give one prompt a line.") from None
     if not prompts:
         raise UsageError("give at least one --prompt (or --prompts FILE with one prompt a line).")
     import torch
@@ -224,9 +258,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         import_videosys()
     except ImportError as exc:
         raise UsageError(str(exc)) from None
+    _check_opensora_size(args)
+    from .calibrate import CalibrationSettings, calibrate_opensora
+
     settings = CalibrationSettings(
         prompts=prompts,
-        seeds=_ints(args.seeds),
+        seeds=args.seeds,
         steps=args.steps,
         resolution=args.resolution,
         aspect_ratio=args.aspect_ratio,
@@ -235,7 +272,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         num_gpus=args.num_gpus,
         tiny=args.tiny,
     )
-    table = calibrate_opensora(settings, name=args.name or _stem(args.out))
+    table = calibrate_opensora(settings, name=args.name or Path(args.out).stem)
     table.save(args.out)
     print(f"wrote {args.out}: {table.num_steps} steps, ratios {min(table.ratios):.4f}..{max(table.ratios):.4f}")
     if args.plot:
@@ -246,39 +283,57 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_matplotlib() -> None:
+    from .plots import figure_module
+
+    try:
+        figure_module()
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_opensora_size(args: argparse.Namespace) -> None:
+    """VideoSys has a size for --resolution, --aspect-ratio and --frames (the generation run's check)."""
+    from types import SimpleNamespace
+
+    from .experiments.generation import _check_size
+    from .experiments.runner import RunError
+
+    try:
+        _check_size(SimpleNamespace(resolution=args.resolution, aspect_ratio=args.aspect_ratio, num_frames=args.frames))
+    except RunError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_ratios(args: argparse.Namespace) -> int:
     tables = [load_ratio_table(name) for name in shipped_tables()]
     if args.json:
         print(json.dumps([t.to_dict() for t in tables], indent=2))
         return 0
     for t in tables:
-        print(f"{t.name}: {t.model}, {t.num_steps} steps")
+        print(f"{t.name}: {t.model}, {t.num_steps} steps, ratio power {t.ratio_power:g}")
         settings = ", ".join(f"{k} {v}" for k, v in t.settings.items())
         print(textwrap.fill(f"settings: {settings}", 100, initial_indent="  ", subsequent_indent="    "))
         print(textwrap.fill(f"source: {t.source}", 100, initial_indent="  ", subsequent_indent="    "))
     return 0
 
 
-def _stem(path: str) -> str:
-    return Path(path).stem
-
-
 # --- parser -------------------------------------------------------------------------------------
 def _add_setting_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named setting (fixes table and knobs)")
     p.add_argument("--ratios", help="a shipped table name (see `ratios`) or a table JSON file")
-    p.add_argument("--threshold", type=float, help="accumulated-error threshold")
-    p.add_argument("--K", type=int, help="most consecutive skipped steps")
-    p.add_argument("--retention-ratio", type=float, help="leading fraction of steps always computed")
-    p.add_argument("--ratio-power", type=float, help="exponent applied to the ratios (the Open-Sora presets use 0.5)")
-    p.add_argument("--steps", type=int, help="the run's step count (default: the table's)")
+    p.add_argument("--threshold", type=float_at_least(0.0), help="accumulated-error threshold (>= 0)")
+    p.add_argument("--K", type=int_at_least(0), help="most consecutive skipped steps (>= 0)")
+    p.add_argument(
+        "--retention-ratio", type=float_in_range(0.0, 1.0), help="leading fraction of steps always computed, in [0, 1)"
+    )
+    p.add_argument("--ratio-power", type=float_at_least(0.0, exclusive=True), help=RATIO_POWER_HELP)
+    p.add_argument("--steps", type=int_at_least(2), help="the run's step count (default: the table's)")
     p.add_argument("--resample", choices=RESAMPLE_METHODS, help="fit the table to --steps: nearest or linear")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="magcache-videosys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("schedule", help="step-by-step plan of one setting")
@@ -288,15 +343,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="passes and predicted speedup over a grid of settings")
     p.add_argument("--ratios", default="opensora-v1.2", help="table name or file (default: opensora-v1.2)")
-    p.add_argument("--ratio-power", type=float, default=0.5, help="exponent applied to the ratios (default 0.5)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--resample", choices=RESAMPLE_METHODS)
-    p.add_argument("--thresholds", default="0.02:0.3:0.02", help="a,b,c or start:stop:step (default 0.02:0.3:0.02)")
-    p.add_argument("--K", default="1:5", help="a,b,c or start:stop (default 1:5)")
-    p.add_argument("--retention-ratios", default="0.2", help="a,b,c or start:stop:step (default 0.2)")
-    p.add_argument("--target-passes", type=int, help="list the settings that need at most this many full passes")
-    p.add_argument("--plot", help="write a heat map PNG here")
-    p.add_argument("--csv", help="write the grid as CSV here")
+    p.add_argument("--ratio-power", type=float_at_least(0.0, exclusive=True), help=RATIO_POWER_HELP)
+    p.add_argument("--steps", type=int_at_least(2), help="the run's step count (default: the table's)")
+    p.add_argument("--resample", choices=RESAMPLE_METHODS, help="fit the table to --steps: nearest or linear")
+    p.add_argument(
+        "--thresholds",
+        type=THRESHOLDS,
+        default="0.02:0.3:0.02",
+        help="a,b,c or start:stop:step (default 0.02:0.3:0.02)",
+    )
+    p.add_argument("--K", type=K_VALUES, default="1:5", help="a,b,c or start:stop (default 1:5)")
+    p.add_argument(
+        "--retention-ratios", type=RETENTIONS, default="0.2", help="a,b,c or start:stop:step, in [0, 1) (default 0.2)"
+    )
+    p.add_argument(
+        "--target-passes",
+        type=int_at_least(1),
+        help="list, and outline in the plot, the settings that need at most this many full passes",
+    )
+    p.add_argument("--plot", help="write a heat map PNG here (its folder must exist)")
+    p.add_argument("--csv", help="write the grid as CSV here (its folder must exist)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sweep)
 
@@ -304,18 +370,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="opensora", help="model family (supported: opensora)")
     p.add_argument("--prompt", action="append", help="a calibration prompt (repeatable)")
     p.add_argument("--prompts", help="a text file with one prompt a line")
-    p.add_argument("--seeds", default="0", help="seeds, a,b,c or start:stop (default 0)")
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--resolution", default="480p")
-    p.add_argument("--aspect-ratio", default="9:16")
-    p.add_argument("--frames", type=int, default=51)
-    p.add_argument("--cfg-scale", type=float, default=7.0)
-    p.add_argument("--num-gpus", type=int, default=1)
-    p.add_argument("--out", required=True, help="table file to write (JSON)")
+    p.add_argument("--seeds", type=SEEDS, default="0", help="seeds, a,b,c or start:stop (default 0)")
+    p.add_argument("--steps", type=int_at_least(2), default=30)
+    p.add_argument("--resolution", default="480p", help="a VideoSys Open-Sora resolution, e.g. 144p, 480p, 720p")
+    p.add_argument("--aspect-ratio", default="9:16", help="e.g. 9:16, 16:9, 3:4, 4:3, 1:1")
+    p.add_argument("--frames", type=int_at_least(1), default=51)
+    p.add_argument("--cfg-scale", type=finite_float, default=7.0)
+    p.add_argument("--num-gpus", type=int_at_least(1), default=1)
+    p.add_argument("--out", required=True, help="table file to write (JSON; its folder must exist)")
     p.add_argument("--name", help="table name (default: the file name)")
-    p.add_argument("--plot", help="write the ratio curve PNG here")
+    p.add_argument("--plot", help="write the ratio curve PNG here (its folder must exist)")
     p.add_argument("--tiny", action="store_true", help="offline CPU smoke run with tiny random-weight components")
-    p.set_defaults(func=cmd_calibrate)
+    p.set_defaults(
+        func=cmd_calibrate, interrupted="no table was written (it is written at the end); rerun to start over."
+    )
 
     p = sub.add_parser("ratios", help="the ratio tables that ship with the package")
     p.add_argument("--json", action="store_true")
@@ -324,12 +392,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or the one-line error argparse has printed
+        return exc.code if isinstance(exc.code, int) else 2
+    name = f"{PROG} {args.command}"
+    interrupted = getattr(args, "interrupted", None)
+    return run_command(lambda: _run(args, name), name, on_interrupt=(lambda: interrupted) if interrupted else None)
+
+
+def _run(args: argparse.Namespace, name: str) -> int:
     try:
         return args.func(args)
-    except (UsageError, RatioTableError, ValueError) as exc:
-        print(f"magcache-videosys {args.command}: error: {exc}", file=sys.stderr)
+    except (UsageError, OutputPathError, RatioTableError, ValueError) as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
 
 

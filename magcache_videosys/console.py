@@ -45,6 +45,19 @@ def float_at_least(low: float, exclusive: bool = False) -> Callable[[str], float
     return parse
 
 
+def float_in_range(low: float, high: float) -> Callable[[str], float]:
+    """A finite float in ``[low, high)``, such as a fraction of the steps."""
+
+    def parse(text: str) -> float:
+        value = finite_float(text)
+        if not low <= value < high:
+            raise argparse.ArgumentTypeError(f"{text} must be >= {low:g} and < {high:g}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
 def int_at_least(low: int) -> Callable[[str], int]:
     """A whole number ``>= low``."""
 
@@ -106,7 +119,9 @@ def run_command(main: Callable[[], int | None], name: str, on_interrupt: Callabl
     """Run a command's ``main``; Ctrl-C prints one line (``on_interrupt()`` says what was kept and
     how to resume) and returns 130, a closed stdout returns 141 without a traceback."""
     try:
-        return main() or 0
+        status = main() or 0
+        sys.stdout.flush()  # buffered output meets a closed pipe here, not at interpreter exit
+        return status
     except KeyboardInterrupt:
         kept = ""
         if on_interrupt is not None:

@@ -41,7 +41,9 @@ class MagCacheConfig:
         retention_ratio: the first ``int(num_steps * retention_ratio)`` steps are always computed.
         mag_ratios: the per-step magnitude ratios, a sequence or the name of a shipped table
             (``python -m magcache_videosys ratios`` lists them) or a path to a table file.
-        ratio_power: exponent applied to the ratios before use (the Open-Sora reference uses 0.5).
+        ratio_power: exponent applied to the ratios before use; None (the default) takes the table's
+            own ``ratio_power``: 0.5 for the shipped Open-Sora 1.2 table (the reference's square-root
+            smoothing), 1 for a table that states none and for a plain list of ratios.
         num_steps: the run's step count; None follows each run (tables are resampled to fit).
         calibrate: compute every step and record ratio, std and cosine distance instead of skipping.
         resample: how a table is fitted to another step count, ``nearest`` (reference) or ``linear``.
@@ -51,7 +53,7 @@ class MagCacheConfig:
     max_skip_steps: int = 3
     retention_ratio: float = 0.2
     mag_ratios: Sequence[float] | str | None = None
-    ratio_power: float = 1.0
+    ratio_power: float | None = None
     num_steps: int | None = None
     calibrate: bool = False
     resample: str = "nearest"
@@ -61,7 +63,13 @@ class MagCacheConfig:
         check(self.threshold, is_real, lambda v: v >= 0, "threshold must be a finite number >= 0")
         check(self.max_skip_steps, is_int, lambda v: v >= 0, "max_skip_steps (K) must be an integer >= 0")
         check(self.retention_ratio, is_real, lambda v: 0 <= v < 1, "retention_ratio must be in [0, 1)")
-        check(self.ratio_power, is_real, lambda v: v > 0, "ratio_power must be a finite number > 0")
+        if self.ratio_power is not None:
+            check(
+                self.ratio_power,
+                is_real,
+                lambda v: v > 0,
+                "ratio_power must be a finite number > 0, or None for the table's own",
+            )
         check_num_steps(self.num_steps)
         if self.resample not in RESAMPLE_METHODS:
             raise ValueError(f"resample must be one of {', '.join(RESAMPLE_METHODS)}, got {self.resample!r}.")
@@ -93,8 +101,15 @@ class MagCacheConfig:
     def replace(self, **changes: Any) -> "MagCacheConfig":
         return replace(self, **changes)
 
+    @property
+    def effective_ratio_power(self) -> float:
+        """The power applied: ``ratio_power`` when given, else the table's own (1 without a table)."""
+        if self.ratio_power is not None:
+            return self.ratio_power
+        return self.table.ratio_power if self.table is not None else 1.0
+
     def ratios_for(self, num_steps: int) -> tuple[float, ...]:
-        """The ratios the rule reads for a run of ``num_steps`` steps (powered, then resampled)."""
+        """The ratios the rule reads for a run of ``num_steps`` steps (resampled, then powered)."""
         if self.table is None:
             raise ValueError("this MagCacheConfig has no ratio table (calibrate=True without mag_ratios).")
         table = self.table
@@ -110,9 +125,7 @@ class MagCacheConfig:
                     num_steps,
                 )
             table = table.resample(num_steps, self.resample)
-        if self.ratio_power == 1.0:
-            return table.ratios
-        return tuple(r**self.ratio_power for r in table.ratios)
+        return table.powered(self.ratio_power)
 
     def plan(self, num_steps: int | None = None) -> SchedulePlan:
         """The schedule this config executes for a run of ``num_steps`` steps (default: the table's)."""
@@ -125,6 +138,7 @@ class MagCacheConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        data["ratio_power"] = self.effective_ratio_power  # what ran, whichever way it was chosen
         if self.table is not None:
             data["mag_ratios"] = self.table.name if isinstance(self.mag_ratios, str) else list(self.table.ratios)
         return data

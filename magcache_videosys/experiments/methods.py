@@ -38,7 +38,9 @@ KNOBS: dict[str, Knob] = {
     "K": Knob("K", int, "most consecutive skipped steps (MagCache's max_skip_steps)"),
     "retention_ratio": Knob("retention-ratio", float, "fraction of leading steps always computed"),
     "mag_ratios": Knob("mag-ratios", str, "ratio table: a shipped name or a table file (e.g. from magcache-calibrate)"),
-    "ratio_power": Knob("ratio-power", float, "exponent applied to the ratios (the Open-Sora reference uses 0.5)"),
+    "ratio_power": Knob(
+        "ratio-power", float, "exponent applied to the ratios (default: the table's own, 0.5 for opensora-v1.2)"
+    ),
 }
 
 
@@ -134,9 +136,10 @@ def _magcache_stats(pipeline: Any) -> RunStats | None:
 
 def _preset_text(preset: str) -> str:
     p = PRESETS[preset]
+    power = MagCacheConfig.preset(preset).effective_ratio_power
     return (
         f"preset {preset} (threshold={p['threshold']}, K={p['max_skip_steps']}, "
-        f"retention-ratio={p['retention_ratio']}, mag-ratios={p['mag_ratios']}, ratio-power={p['ratio_power']})"
+        f"retention-ratio={p['retention_ratio']}, mag-ratios={p['mag_ratios']}, ratio-power={power})"
     )
 
 

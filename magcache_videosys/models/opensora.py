@@ -35,10 +35,11 @@ class OpenSora(ModelFamily):
     teacache_coefficients = {
         "opensora-v1.2": (2.17546007e02, -1.18329252e02, 2.68662585e01, -4.59364272e-02, 4.84426240e-02),
     }
-    # MagCache's Open-Sora 1.2 settings with the published table and the reference's square-root
-    # smoothing: opensora-fast is the paper's (12 of 30 passes), slow 18 and turbo 10.
+    # MagCache's Open-Sora 1.2 settings with the published table (used with its ratio_power, 0.5:
+    # the reference's square-root smoothing): opensora-fast is the paper's (12 of 30 passes), slow
+    # 18 and turbo 10.
     magcache_presets = {
-        name: dict(threshold=t, max_skip_steps=k, retention_ratio=0.2, mag_ratios="opensora-v1.2", ratio_power=0.5)
+        name: dict(threshold=t, max_skip_steps=k, retention_ratio=0.2, mag_ratios="opensora-v1.2")
         for name, t, k in (("opensora-fast", 0.12, 3), ("opensora-slow", 0.06, 1), ("opensora-turbo", 0.24, 5))
     }
 
