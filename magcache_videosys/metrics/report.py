@@ -201,7 +201,12 @@ def plot_speedup(rows: Sequence[TableRow], metrics: Sequence[str], path: str | P
         axes = figure.add_subplot(1, len(panels), index)
         for method in sorted({r.method for r in timed}):
             points = sorted(
-                (r.speedup["latency_total_s"], r.means[metric], r.generated_dir.name)
+                (
+                    r.speedup["latency_total_s"],
+                    r.means[metric],
+                    r.generated_dir.name
+                    + (" (above the pass bound: noise)" if r.speedup_flagged("latency_total_s") else ""),
+                )
                 for r in timed
                 if r.method == method
             )
