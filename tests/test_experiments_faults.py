@@ -281,13 +281,15 @@ def test_cleaning_keeps_what_a_live_writer_may_still_rename(tmp_path):
             (folder / name).write_bytes(b"half a video")
         two_hours_ago = time.time() - 7200
         os.utime(folder / names["old elsewhere"], (two_hours_ago, two_hours_ago))
-        (out / ".manifest.jsonl.99.abcdef12.tmp.jsonl").write_text("")
-        os.utime(out / ".manifest.jsonl.99.abcdef12.tmp.jsonl", (two_hours_ago, two_hours_ago))
+        stale_merge, stale_claim = out / ".manifest.jsonl.99.abcdef12.tmp.jsonl", folder.parent / ".run.json.98.ab.tmp"
+        for stale in (stale_merge, stale_claim):
+            stale.write_text("")
+            os.utime(stale, (two_hours_ago, two_hours_ago))
         removed = {p.name for p in mf.clean_partials(out)}
     finally:
         alive.kill()
         alive.wait()
-    assert removed == {names["dead here"], names["old elsewhere"], ".manifest.jsonl.99.abcdef12.tmp.jsonl"}
+    assert removed == {names["dead here"], names["old elsewhere"], stale_merge.name, stale_claim.name}
     assert sorted(p.name for p in folder.iterdir()) == sorted([names["alive here"], names["fresh elsewhere"]])
 
 

@@ -192,6 +192,14 @@ def test_merge_skips_a_line_cut_short_and_keeps_records_of_existing_videos(promp
     (out / "a red fox-1.mp4").unlink()
     records = finish(make_plan(options(prompt_file, out, limit=1))).records
     assert [r.video for r in records] == ["a red fox-0.mp4"]
+    # the next record starts on a fresh line instead of joining the fragment (and being lost with it,
+    # leaving the stale record of the deleted video in the manifest)
+    result = run(make_plan(options(prompt_file, out, limit=1)), FakeGenerator(latency=(5.0, 6.0)), progress=False)
+    assert result.generated == 1 and result.complete
+    assert [(r.video, r.latency_transformer_s) for r in result.records] == [
+        ("a red fox-0.mp4", 2.0),
+        ("a red fox-1.mp4", 5.0),
+    ]
 
 
 def test_summary_speedup_against_the_base_run(prompt_file, tmp_path):

@@ -236,12 +236,13 @@ def _writer_is_gone(name: str) -> bool:
 def clean_partials(out_dir: Path, now: float | None = None) -> list[Path]:
     """Remove the temporaries that killed writers left, and only those that cannot belong to a live
     writer of this run: in ``partial/``, a file whose writer ran on this host and is gone, or any file
-    untouched for :data:`STALE_AFTER_S` (writers on other hosts cannot be asked); beside the videos,
-    the atomic writer's hidden ``.NAME.<pid>.<random>.tmp`` files untouched as long."""
+    untouched for :data:`STALE_AFTER_S` (writers on other hosts cannot be asked); beside the videos
+    and in ``.magcache/``, the atomic writers' hidden ``.NAME.<pid>.<random>.tmp`` files untouched as long."""
     now = time.time() if now is None else now
     removed = []
     candidates = list(partial_dir(out_dir).iterdir()) if partial_dir(out_dir).is_dir() else []
-    candidates += [p for p in out_dir.glob(f".*{TEMP_MARK}*") if p.is_file()]
+    for folder in (out_dir, state_dir(out_dir)):
+        candidates += [p for p in folder.glob(f".*{TEMP_MARK}*") if p.is_file()]
     for path in candidates:
         try:
             stale = now - path.stat().st_mtime > STALE_AFTER_S
