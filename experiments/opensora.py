@@ -6,7 +6,8 @@
     torchrun --nnodes 4 --nproc-per-node 8 experiments/opensora.py --method magcache-slow --out /shared/mc_slow
     python experiments/opensora.py --method magcache-fast --tiny --limit 2 --out /tmp/smoke   # CPU, no download
 
-Rerunning a command resumes it. --dry-run prints the plan without loading a model.
+Rerunning a command resumes it. --dry-run prints the plan without loading a model. Ctrl-C stops
+with one line saying what was kept (exit 130).
 """
 
 from __future__ import annotations
@@ -16,13 +17,25 @@ import logging
 import sys
 from pathlib import Path
 
+from magcache_videosys.console import finite_float, run_command
 from magcache_videosys.experiments.manifest import ManifestError
 from magcache_videosys.experiments.methods import KNOBS, METHODS, MethodError
 from magcache_videosys.experiments.prompts import VBENCH_FILE, PromptError
-from magcache_videosys.experiments.runner import DTYPES, Options, RunError, describe, make_plan, run
+from magcache_videosys.experiments.runner import (
+    DTYPES,
+    Options,
+    Plan,
+    RunError,
+    WriteError,
+    describe,
+    kept_text,
+    make_plan,
+    run,
+)
 from magcache_videosys.experiments.sharding import ShardError
 
 USER_ERRORS = (ManifestError, MethodError, PromptError, RunError, ShardError)
+NAME = "experiments/opensora.py"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=f'JSON list of objects with "prompt_en" ({VBENCH_FILE} format) or a text '
         f"file with one prompt a line; default: {VBENCH_FILE} of the installed vbench package "
-        f"(pip install vbench --no-deps)",
+        f"(pip install vbench --no-deps), and with --tiny the package's own six smoke prompts",
     )
     g.add_argument("--start", type=int, default=0, help="first distinct prompt to take (0-based)")
     g.add_argument("--end", type=int, help="stop before this distinct prompt")
@@ -77,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--frames", dest="num_frames", help="frame count or a duration such as 2s (default 51; 17 with --tiny)"
     )
     v.add_argument("--steps", dest="num_steps", type=int, default=30, help="sampling steps")
-    v.add_argument("--cfg-scale", type=float, default=7.0, help="classifier-free guidance scale")
+    v.add_argument("--cfg-scale", type=finite_float, default=7.0, help="classifier-free guidance scale")
     v.add_argument("--dtype", choices=DTYPES, help="model dtype (default bf16; --tiny is fp32)")
     v.add_argument("--num-gpus", type=int, default=1, help="GPUs per video (VideoSys sequence parallelism)")
     v.add_argument("--transformer", help="Open-Sora STDiT3 weights (default hpcai-tech/OpenSora-STDiT-v3)")
@@ -95,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline", type=Path, metavar="DIR", help="output folder of the base run: the summary shows speedups"
     )
     r.add_argument("--dry-run", action="store_true", help="print the plan and exit without loading a model")
+    r.add_argument(
+        "--verbose", action="store_true", help="also show VideoSys's own log lines and warnings (hidden by default)"
+    )
     return p
 
 
@@ -123,28 +139,45 @@ def options_from_args(args: argparse.Namespace) -> Options:
         shard=args.shard,
         baseline=args.baseline,
         dry_run=args.dry_run,
+        verbose=args.verbose,
     )
+
+
+def _log_to_stderr() -> None:
+    """The package's own messages, plainly, whatever VideoSys does to the root logger."""
+    logger = logging.getLogger("magcache_videosys")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        plan = make_plan(options_from_args(args))
+    _log_to_stderr()
+    state: dict[str, Plan] = {}
+
+    def generate() -> int:
+        plan = state["plan"] = make_plan(options_from_args(args))
         print(describe(plan), flush=True)
         if args.dry_run:
             return 0
-        from magcache_videosys.experiments.generation import VideoSysGenerator
+        from magcache_videosys.experiments.generation import VideoSysGenerator, preflight
 
-        result = run(plan, VideoSysGenerator)
+        result = run(plan, VideoSysGenerator, preflight=preflight)
+        print(f"\ngenerated {result.generated} videos in {plan.out}", flush=True)
+        print(result.summary)
+        for path in result.outputs:
+            print(f"wrote {path}")
+        return 0
+
+    try:
+        return run_command(generate, NAME, on_interrupt=lambda: kept_text(state.get("plan")))
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"\ngenerated {result.generated} videos in {plan.out}", flush=True)
-    print(result.summary)
-    for path in result.outputs:
-        print(f"wrote {path}")
-    return 0
+        return 1 if isinstance(exc, WriteError) else 2
 
 
 if __name__ == "__main__":

@@ -296,11 +296,11 @@ def _check_opensora_size(args: argparse.Namespace) -> None:
     """VideoSys has a size for --resolution, --aspect-ratio and --frames (the generation run's check)."""
     from types import SimpleNamespace
 
-    from .experiments.generation import _check_size
+    from .experiments.generation import check_size
     from .experiments.runner import RunError
 
     try:
-        _check_size(SimpleNamespace(resolution=args.resolution, aspect_ratio=args.aspect_ratio, num_frames=args.frames))
+        check_size(SimpleNamespace(resolution=args.resolution, aspect_ratio=args.aspect_ratio, num_frames=args.frames))
     except RunError as exc:
         raise UsageError(str(exc)) from None
 

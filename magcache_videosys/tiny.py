@@ -8,7 +8,6 @@ spatial half). Nothing is downloaded.
 
 from __future__ import annotations
 
-import socket
 import string
 from typing import Any
 
@@ -21,16 +20,16 @@ TEXT_LENGTH = 300  # OpenSoraPipeline tokenizes to 300 tokens and STDiT3's null 
 
 
 def init_single_process_group() -> None:
-    """A one-process gloo group, which VideoSys's parallel manager needs even on one device."""
+    """A one-process gloo group, which VideoSys's parallel manager needs even on one device.
+
+    Its store lives in this process: nothing is read from the environment, so it starts at once
+    under torchrun too, where each rank is a data-parallel shard with a group of its own (a TCP
+    rendezvous there uses torchrun's agent store, which never answers a one-process group)."""
     import torch.distributed as dist
 
     if dist.is_initialized():
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # An explicit address, not MASTER_PORT: child processes inherit the environment.
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
 
 
 def tiny_stdit3(

@@ -17,7 +17,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from magcache_videosys.metrics.cli import add_common_options, evaluate_options, lpips_from_args
 from magcache_videosys.metrics.errors import MetricsError
 from magcache_videosys.metrics.evaluate import evaluate, format_summary, parse_metrics
-from magcache_videosys.metrics.report import batch_pairs, build_rows, markdown_table, plot_speedup, write_table
+from magcache_videosys.metrics.report import (
+    batch_pairs,
+    build_rows,
+    markdown_table,
+    plot_speedup,
+    speedup_notes,
+    write_table,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
             print(format_summary(result, worst=0))
         rows = build_rows(results)
         print("\n" + markdown_table(rows, metrics))
+        for note in speedup_notes(rows):
+            print(note)
         written = write_table(rows, metrics, args.out)
         plot = plot_speedup(rows, metrics, f"{args.out}.png")
         for path in written + ([plot] if plot else []):

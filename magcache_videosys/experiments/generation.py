@@ -17,8 +17,8 @@ import torch
 from ..videosys_compat import INSTALL_HINT, import_videosys, videosys_available
 from .runner import Plan, RunError, Sample
 from .sharding import visible_gpus
+from .videofile import check_mp4, write_mp4
 
-FPS = 24  # what VideoSys's Open-Sora save_video writes
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
@@ -66,7 +66,7 @@ def require_videosys(tiny: bool) -> None:
         raise RunError(f"{INSTALL_HINT} ({what}; --dry-run works without it.)")
 
 
-def _check_size(settings: Any) -> None:
+def check_size(settings: Any) -> None:
     from videosys.pipelines.open_sora.data_process import get_image_size, get_num_frames
 
     try:
@@ -85,14 +85,32 @@ def _check_size(settings: Any) -> None:
         ) from None
 
 
+def preflight(plan: Plan) -> None:
+    """What generating needs, checked before the run creates anything: VideoSys, a size it knows,
+    and the GPUs (made visible to this process first)."""
+    require_videosys(plan.settings.tiny)
+    import_videosys(verbose=plan.options.verbose)
+    check_size(plan.settings)
+    if plan.settings.tiny:
+        return
+    if plan.shard.local_rank is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible_gpus(plan.shard.local_rank, plan.options.num_gpus)
+    if not torch.cuda.is_available():
+        raise RunError("no CUDA GPU is visible; VideoSys runs need one (use --tiny for a CPU smoke run).")
+    if torch.cuda.device_count() < plan.options.num_gpus:
+        raise RunError(
+            f"--num-gpus {plan.options.num_gpus} but {torch.cuda.device_count()} GPU(s) are visible to this process."
+        )
+
+
 class VideoSysGenerator:
-    """Builds the VideoSys config with the method enabled, then the engine (or tiny pipeline)."""
+    """Builds the VideoSys config with the method enabled, then the engine (or tiny pipeline).
+
+    Run :func:`preflight` first (``run`` does, given it)."""
 
     def __init__(self, plan: Plan) -> None:
-        require_videosys(plan.settings.tiny)
-        videosys = import_videosys()
+        videosys = import_videosys(verbose=plan.options.verbose)
         s = plan.settings
-        _check_size(s)
         self.settings = s
         config = (
             videosys.OpenSoraConfig(
@@ -115,15 +133,6 @@ class VideoSysGenerator:
             self.pipeline = tiny_opensora_pipeline(config)
             self.sync: Callable[[], None] = lambda: None
         else:
-            if plan.shard.local_rank is not None:
-                os.environ["CUDA_VISIBLE_DEVICES"] = visible_gpus(plan.shard.local_rank, plan.options.num_gpus)
-            if not torch.cuda.is_available():
-                raise RunError("no CUDA GPU is visible; VideoSys runs need one (use --tiny for a CPU smoke run).")
-            if torch.cuda.device_count() < plan.options.num_gpus:
-                raise RunError(
-                    f"--num-gpus {plan.options.num_gpus} but {torch.cuda.device_count()} GPU(s) are visible "
-                    "to this process."
-                )
             config.pipeline_cls = PipelineBuilder(config.pipeline_cls, dtype=TORCH_DTYPES[s.dtype])
             self.engine = videosys.VideoSysEngine(config)
             self.pipeline = self.engine.driver_worker
@@ -150,11 +159,11 @@ class VideoSysGenerator:
         )
 
     def save(self, sample: Sample, path: Path) -> None:
-        """Write frames (T, H, W, C uint8) as mp4 the way VideoSys's ``save_video`` does."""
-        import imageio.v2 as imageio
+        """Write frames (T, H, W, C uint8) as mp4, byte for byte as VideoSys's ``save_video`` does."""
+        write_mp4(sample.video, path)
 
-        frames = sample.video.cpu().numpy() if hasattr(sample.video, "cpu") else sample.video
-        imageio.mimwrite(str(path), list(frames), fps=FPS)
+    def check(self, sample: Sample, path: Path) -> None:
+        check_mp4(path, sample.video)
 
     def close(self) -> None:
         # VideoSysEngine shuts its workers down when it is collected.

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ..console import finite_float
 from ..magcache import PRESETS, MagCacheConfig
 from ..plugin import enable_magcache, enable_pab, enable_teacache, get_stats
 from ..ratios import RatioTable
+from ..records import VideoRecord
 from ..stats import RunStats
 from ..teacache import PRESETS as TEACACHE_PRESETS
 from ..teacache import TeaCacheConfig
@@ -34,12 +36,14 @@ class Knob:
 
 
 KNOBS: dict[str, Knob] = {
-    "threshold": Knob("threshold", float, "skip while the accumulated error stays at or below this (TeaCache: below)"),
+    "threshold": Knob(
+        "threshold", finite_float, "skip while the accumulated error stays at or below this (TeaCache: below)"
+    ),
     "K": Knob("K", int, "most consecutive skipped steps (MagCache's max_skip_steps)"),
-    "retention_ratio": Knob("retention-ratio", float, "fraction of leading steps always computed"),
+    "retention_ratio": Knob("retention-ratio", finite_float, "fraction of leading steps always computed"),
     "mag_ratios": Knob("mag-ratios", str, "ratio table: a shipped name or a table file (e.g. from magcache-calibrate)"),
     "ratio_power": Knob(
-        "ratio-power", float, "exponent applied to the ratios (default: the table's own, 0.5 for opensora-v1.2)"
+        "ratio-power", finite_float, "exponent applied to the ratios (default: the table's own, 0.5 for opensora-v1.2)"
     ),
 }
 
@@ -52,6 +56,7 @@ class Method:
     method's config, or None for the uncached model. ``apply`` enables it on a VideoSys config.
     ``plan`` returns the steps one video computes, or None when that depends on the data.
     ``finish`` runs once every video of the run exists, with the merged manifest records.
+    ``required`` lists the knobs the method cannot run without.
     """
 
     name: str
@@ -59,12 +64,13 @@ class Method:
     make_config: Callable[[Mapping[str, Any]], Any]
     apply: Callable[[Any, Any], None] = lambda videosys_config, cfg: None
     knobs: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
     fixed_by: str = ""  # e.g. "preset opensora-fast (threshold=0.12, ...)": why it takes no knobs
     knob_method: str = ""  # the method to use instead when the user wants to set the knobs
     plan: Callable[[Any, int], Sequence[int] | None] = lambda cfg, num_steps: list(range(num_steps))
     stats: Callable[[Any], RunStats | None] = lambda pipeline: None
     record_extra: Callable[[RunStats | None], dict[str, Any]] = lambda stats: {}
-    finish: Callable[[Path, list[dict[str, Any]]], list[Path]] | None = None
+    finish: Callable[[Path, list[VideoRecord]], list[Path]] | None = None
     config_dict: Callable[[Any], dict[str, Any]] = lambda cfg: {} if cfg is None else cfg.to_dict()
 
 
@@ -102,6 +108,10 @@ def build_config(method: Method, knobs: Mapping[str, Any]) -> Any:
             )
         accepted = ", ".join(f"--{KNOBS[k].flag}" for k in method.knobs) or "no knobs"
         raise MethodError(f"--method {method.name} does not take {flags} (it takes {accepted}).")
+    missing = [k for k in method.required if k not in given]
+    if missing:
+        flags = ", ".join(f"--{KNOBS[k].flag}" for k in missing)
+        raise MethodError(f"--method {method.name} needs {flags} ({method.help}).")
     try:
         return method.make_config(given)
     except (TypeError, ValueError) as exc:
@@ -176,20 +186,19 @@ def _mean(columns: list[list[float]]) -> list[float]:
     return [sum(values) / len(values) for values in zip(*columns)]
 
 
-def save_calibration(out_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
+def save_calibration(out_dir: Path, records: list[VideoRecord]) -> list[Path]:
     """The per-step mean over all calibration videos, saved as a ratio table."""
-    usable = [r for r in records if r.get("ratio")]
+    usable = [r for r in records if r.extra.get("ratio")]
     if not usable:
         return []
-    first = usable[0]
-    settings = dict(first["settings"])
+    settings = dict(usable[0].settings or {})
     table = RatioTable(
-        ratios=_mean([r["ratio"] for r in usable]),
-        std=_mean([r["ratio_std"] for r in usable]),
-        cosine_distance=_mean([r["cosine_distance"] for r in usable]),
+        ratios=_mean([r.extra["ratio"] for r in usable]),
+        std=_mean([r.extra["ratio_std"] for r in usable]),
+        cosine_distance=_mean([r.extra["cosine_distance"] for r in usable]),
         name=f"calibrated-{settings.get('num_steps')}",
         model=str(settings.get("transformer", "unknown")),
-        settings={**settings, "videos": len(usable), "prompts": sorted({r["prompt"] for r in usable})},
+        settings={**settings, "videos": len(usable), "prompts": sorted({r.prompt or "" for r in usable})},
         source="experiments/opensora.py --method magcache-calibrate (per-step mean over the videos)",
     )
     return [table.save(out_dir / CALIBRATION_FILE)]
@@ -273,10 +282,12 @@ for _speed in ("slow", "fast"):
 register(
     Method(
         name="teacache",
-        help="TeaCache with your --threshold; the rest from preset teacache-slow",
+        help="TeaCache with your --threshold (required: the paper's are 0.1 and 0.2); the rest from preset "
+        "teacache-slow",
         make_config=lambda knobs: TeaCacheConfig.preset("teacache-slow", **knobs),
         apply=enable_teacache,
         knobs=("threshold",),
+        required=("threshold",),
         plan=lambda cfg, num_steps: None,
         stats=get_stats,
     )
