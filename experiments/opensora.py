@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from magcache_videosys.console import finite_float, run_command
+from magcache_videosys.console import OutputPathError, finite_float, run_command
 from magcache_videosys.experiments.manifest import ManifestError
 from magcache_videosys.experiments.methods import KNOBS, METHODS, MethodError
 from magcache_videosys.experiments.prompts import VBENCH_FILE, PromptError
@@ -34,7 +34,7 @@ from magcache_videosys.experiments.runner import (
 )
 from magcache_videosys.experiments.sharding import ShardError
 
-USER_ERRORS = (ManifestError, MethodError, PromptError, RunError, ShardError)
+USER_ERRORS = (ManifestError, MethodError, OutputPathError, PromptError, RunError, ShardError)
 NAME = "experiments/opensora.py"
 
 

@@ -13,6 +13,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -100,7 +101,10 @@ def check_output_file(path: str | os.PathLike, option: str) -> Path:
 
 
 def check_output_folder(path: str | os.PathLike, option: str) -> Path:
-    """Before any work: ``path`` is a folder, or can be made one under a writable existing folder."""
+    """Before any work: ``path`` is a folder, or can be made one under a writable existing folder.
+
+    Writability is tried, not inferred from permissions: a uniquely named folder is made in the
+    nearest existing one and removed at once, so nothing is left behind."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{option} {path} is a file; give a folder")
@@ -109,8 +113,13 @@ def check_output_folder(path: str | os.PathLike, option: str) -> Path:
         probe = probe.parent
     if not probe.is_dir():
         raise OutputPathError(f"{option} {path}: {probe} is a file, so no folder can be made there")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{option} {path}: {probe} is not writable; choose another path or fix its permissions")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".magcache-write-test-", dir=probe))
+    except OSError as exc:
+        raise OutputPathError(
+            f"{option} {path}: {probe} is not writable ({exc.strerror or exc}); choose another {option} or fix its "
+            "permissions"
+        ) from None
     return path
 
 

@@ -14,10 +14,8 @@ import errno
 import json
 import logging
 import math
-import os
 import re
 import socket
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any, Callable, Protocol
 from tqdm import tqdm
 
 from ..atomic import write_atomic, write_json_atomic
+from ..console import check_output_folder
 from ..records import BadLine, VideoRecord
 from . import manifest as mf
 from .methods import Method, build_config, get_method
@@ -191,25 +190,6 @@ def _settings(o: Options) -> Settings:
     )
 
 
-def check_writable(out: Path) -> None:
-    """Fail early, with the reason, when videos cannot be written to ``out``. Leaves nothing behind:
-    the probe is a uniquely named folder inside the nearest existing one, removed at once."""
-    if out.exists() and not out.is_dir():
-        raise RunError(f"--out {out} is a file; give a folder for the videos.")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise RunError(f"--out {out}: {probe} is a file, so no folder can be made there; choose another --out.")
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".magcache-write-test-", dir=probe))
-    except OSError as exc:
-        raise RunError(
-            f"--out {out}: {probe} is not writable ({exc.strerror or exc}); choose another --out or fix its "
-            f"permissions."
-        ) from None
-
-
 def make_jobs(prompts: tuple[str, ...], all_prompts: tuple[str, ...], num_samples: int, seed: int) -> list[Job]:
     """Every video of the run, prompt by prompt; names come from the whole list, so slices agree."""
     stems = assign_stems(all_prompts)
@@ -232,7 +212,7 @@ def make_plan(options: Options) -> Plan:
     if options.baseline is not None:
         check_baseline(options.baseline)
     out = options.out
-    check_writable(out)
+    check_output_folder(out, "--out")
     jobs = make_jobs(selected, prompts.prompts, options.num_samples, options.seed)
     plan = Plan(options, method, method_config, settings, prompts, selected, jobs, shard, shard.take(jobs))
     if out.is_dir():
