@@ -24,6 +24,7 @@ from .console import (
     run_command,
 )
 from .magcache import PRESETS, MagCacheConfig
+from .models import FAMILIES, family_named
 from .ratios import RESAMPLE_METHODS, RatioTable, RatioTableError, load_ratio_table, shipped_tables
 from .schedule import SchedulePlan, reaching_target, sweep
 
@@ -93,7 +94,6 @@ def _whole_number(text: str) -> int:
 THRESHOLDS = _grid(whole=False, low=0.0)
 K_VALUES = _grid(whole=True, low=0)
 RETENTIONS = _grid(whole=False, low=0.0, high=1.0)
-SEEDS = _grid(whole=True, low=0)
 
 
 # --- shared option handling -------------------------------------------------------------------
@@ -231,50 +231,56 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    """The generation run with ``--method magcache-calibrate`` into ``--videos``, then its table."""
+    from .calibrate import table_from_records
+    from .experiments.cli import USER_ERRORS
+    from .experiments.generation import VideoSysGenerator, preflight
+    from .experiments.runner import Options, make_plan, run
+
     check_output_file(args.out, "--out")
     if args.plot:
         check_output_file(args.plot, "--plot")
         _require_matplotlib()
-    if args.model != "opensora":
-        raise UsageError(f"unknown --model {args.model!r}; calibration supports: opensora.")
     prompts = list(args.prompt or [])
     if args.prompts:
-        try:
-            with open(args.prompts, encoding="utf-8") as f:
-                prompts += [line.strip() for line in f if line.strip()]
-        except OSError as exc:
-            raise UsageError(f"cannot read --prompts {args.prompts}: {exc.strerror}.") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"--prompts {args.prompts} is not UTF-8 text; give one prompt a line.") from None
+        from .experiments.prompts import load_prompts
+
+        prompts += load_prompts(args.prompts).prompts
     if not prompts:
         raise UsageError("give at least one --prompt (or --prompts FILE with one prompt a line).")
-    import torch
-
-    if not args.tiny and not torch.cuda.is_available():
-        raise UsageError("no CUDA device: calibrating Open-Sora needs a GPU; --tiny runs a CPU smoke calibration.")
-    from .videosys_compat import import_videosys
-
-    try:
-        import_videosys()
-    except ImportError as exc:
-        raise UsageError(str(exc)) from None
-    _check_opensora_size(args)
-    from .calibrate import CalibrationSettings, calibrate_opensora
-
-    settings = CalibrationSettings(
-        prompts=prompts,
-        seeds=args.seeds,
-        steps=args.steps,
-        resolution=args.resolution,
-        aspect_ratio=args.aspect_ratio,
-        frames=args.frames,
+    family = args.family
+    gen = family.generation
+    options = Options(
+        method="magcache-calibrate",
+        out=Path(args.videos) if args.videos else _videos_folder(args.out),
+        model=family.name,
+        prompts=tuple(prompts),
+        num_samples=args.num_samples,
+        seed=args.seed,
+        generation={o.name: getattr(args, o.name) for o in (*gen.options, *gen.weights)},
+        num_steps=args.steps,
         cfg_scale=args.cfg_scale,
         num_gpus=args.num_gpus,
         tiny=args.tiny,
     )
-    table = calibrate_opensora(settings, name=args.name or Path(args.out).stem)
+    try:
+        plan = make_plan(options)
+        args.plan = plan
+        result = run(plan, VideoSysGenerator, preflight=preflight)
+    except USER_ERRORS as exc:
+        raise UsageError(str(exc)) from None
+    if not result.complete:
+        print(result.summary)
+        return 3
+    mine = {job.video for job in plan.jobs}
+    table = table_from_records(
+        [r for r in result.records if r.video in mine],
+        name=args.name or Path(args.out).stem,
+        source=f"{PROG} calibrate --model {family.name}",
+    )
     table.save(args.out)
     print(f"wrote {args.out}: {table.num_steps} steps, ratios {min(table.ratios):.4f}..{max(table.ratios):.4f}")
+    print(f"the calibration videos and their records are in {plan.out}")
     if args.plot:
         from .plots import plot_ratio_curve
 
@@ -283,25 +289,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _videos_folder(table: str) -> Path:
+    """Where a calibration keeps its videos by default: beside the table, named after it."""
+    path = Path(table)
+    return path.with_name(f"{path.stem}-videos")
+
+
 def _require_matplotlib() -> None:
     from .plots import figure_module
 
     try:
         figure_module()
     except ImportError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _check_opensora_size(args: argparse.Namespace) -> None:
-    """VideoSys has a size for --resolution, --aspect-ratio and --frames (the generation run's check)."""
-    from types import SimpleNamespace
-
-    from .experiments.generation import check_size
-    from .experiments.runner import RunError
-
-    try:
-        check_size(SimpleNamespace(resolution=args.resolution, aspect_ratio=args.aspect_ratio, num_frames=args.frames))
-    except RunError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -332,7 +331,8 @@ def _add_setting_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resample", choices=RESAMPLE_METHODS, help="fit the table to --steps: nearest or linear")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(model: str = "opensora") -> argparse.ArgumentParser:
+    """The command line; ``calibrate`` takes the generation options of ``model``."""
     parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -366,24 +366,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("calibrate", help="measure a ratio table with VideoSys generation")
-    p.add_argument("--model", default="opensora", help="model family (supported: opensora)")
+    p = sub.add_parser(
+        "calibrate",
+        help="measure a ratio table with VideoSys generation",
+        description="Generate the prompts with MagCache in calibration mode (every step computed, the residual "
+        "ratios recorded) through the generation run of experiments/<model>.py, which resumes where it stopped, "
+        "then average them into a ratio table. Generation options are the model's own: "
+        f"{PROG} calibrate --model NAME --help lists them.",
+    )
+    family = family_named(model, generating=True)
+    gen = family.generation
+    models = ", ".join(f.name for f in FAMILIES if f.generation is not None)
+    p.add_argument("--model", default=family.name, help=f"model family: {models} (default opensora)")
     p.add_argument("--prompt", action="append", help="a calibration prompt (repeatable)")
-    p.add_argument("--prompts", help="a text file with one prompt a line")
-    p.add_argument("--seeds", type=SEEDS, default="0", help="seeds, a,b,c or start:stop (default 0)")
-    p.add_argument("--steps", type=int_at_least(2), default=30)
-    p.add_argument("--resolution", default="480p", help="a VideoSys Open-Sora resolution, e.g. 144p, 480p, 720p")
-    p.add_argument("--aspect-ratio", default="9:16", help="e.g. 9:16, 16:9, 3:4, 4:3, 1:1")
-    p.add_argument("--frames", type=int_at_least(1), default=51)
-    p.add_argument("--cfg-scale", type=finite_float, default=7.0)
+    p.add_argument("--prompts", help="a prompt file: one prompt a line, or the VBench JSON format")
+    p.add_argument("--num-samples", type=int_at_least(1), default=1, help="videos per prompt (default 1)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of sample 0; sample i uses seed + i")
+    p.add_argument("--steps", type=int_at_least(2), help=f"sampling steps (default {gen.steps})")
+    for option in gen.options:
+        p.add_argument(
+            option.flag, dest=option.name, type=option.parse, help=f"{option.help} (default {option.default})"
+        )
+    p.add_argument("--cfg-scale", type=finite_float, help=f"guidance scale (default {gen.cfg_scale})")
     p.add_argument("--num-gpus", type=int_at_least(1), default=1)
+    for weights in gen.weights:
+        p.add_argument(weights.flag, dest=weights.name, help=f"{weights.help} weights (default {weights.default})")
     p.add_argument("--out", required=True, help="table file to write (JSON; its folder must exist)")
     p.add_argument("--name", help="table name (default: the file name)")
+    p.add_argument("--videos", help="folder for the calibration videos and their records (default: OUT-videos/)")
     p.add_argument("--plot", help="write the ratio curve PNG here (its folder must exist)")
     p.add_argument("--tiny", action="store_true", help="offline CPU smoke run with tiny random-weight components")
-    p.set_defaults(
-        func=cmd_calibrate, interrupted="no table was written (it is written at the end); rerun to start over."
-    )
+    p.set_defaults(func=cmd_calibrate, family=family)
 
     p = sub.add_parser("ratios", help="the ratio tables that ship with the package")
     p.add_argument("--json", action="store_true")
@@ -392,13 +405,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(_model_of(argv)).parse_args(argv)
     except SystemExit as exc:  # --help, or the one-line error argparse has printed
         return exc.code if isinstance(exc.code, int) else 2
     name = f"{PROG} {args.command}"
-    interrupted = getattr(args, "interrupted", None)
-    return run_command(lambda: _run(args, name), name, on_interrupt=(lambda: interrupted) if interrupted else None)
+    return run_command(lambda: _run(args, name), name, on_interrupt=lambda: _interrupted(args))
+
+
+def _model_of(argv: list[str]) -> str:
+    """The family ``calibrate --model NAME`` names, so its own options can be parsed."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model", default="opensora")
+    model = pre.parse_known_args(argv)[0].model
+    try:
+        family_named(model, generating=True)
+    except ValueError as exc:
+        print(f"{PROG}: error: argument --model: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return model
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    plan = getattr(args, "plan", None)
+    if plan is None:
+        return "nothing was written."
+    from .experiments.runner import kept_text
+
+    return f"no table was written yet. {kept_text(plan)}"
 
 
 def _run(args: argparse.Namespace, name: str) -> int:

@@ -104,3 +104,16 @@ def import_videosys(verbose: bool = False) -> types.ModuleType:
         module = importlib.import_module("videosys")
     _silence_info(package_dir)  # the loggers the import created
     return module
+
+
+def videosys_version() -> str:
+    """The installed VideoSys's version, or where its source checkout is (a copy on the path)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("videosys")
+    except metadata.PackageNotFoundError:
+        spec = importlib.util.find_spec("videosys")
+        if spec is None or not spec.submodule_search_locations:
+            return "not installed"
+        return f"source checkout at {list(spec.submodule_search_locations)[0]}"

@@ -212,12 +212,15 @@ SCHEDULE = ["schedule", "--ratios", "opensora-v1.2", "--threshold", "0.1", "--K"
         ),
         ([*SCHEDULE[:4], "-1", *SCHEDULE[5:]], "argument --threshold: -1 must be >= 0"),
         (["calibrate", "--out", "x.json"], "give at least one --prompt"),
-        (["calibrate", "--model", "wan", "--prompt", "p", "--out", "x.json"], "unknown --model 'wan'"),
-        (["calibrate", "--prompt", "p", "--out", "x.json", "--frames", "0"], "argument --frames: 0 must be >= 1"),
+        (["calibrate", "--model", "wan", "--prompt", "p", "--out", "x.json"], "argument --model: unknown model 'wan'"),
+        (
+            ["calibrate", "--prompt", "p", "--out", "x.json", "--frames", "0"],
+            "argument --frames: --frames takes a frame count or a VideoSys duration",
+        ),
         (["calibrate", "--prompt", "p", "--out", "x.json", "--steps", "1"], "argument --steps: 1 must be >= 2"),
         (["calibrate", "--prompt", "p", "--out", "x.json", "--cfg-scale", "nan"], "'nan' is not a finite number"),
         (["calibrate", "--prompt", "p", "--out", "x.json", "--num-gpus", "0"], "--num-gpus: 0 must be >= 1"),
-        (["calibrate", "--prompt", "p", "--out", "x.json", "--seeds", "-1"], "--seeds: -1 is out of range"),
+        (["calibrate", "--prompt", "p", "--out", "x.json", "--num-samples", "0"], "--num-samples: 0 must be >= 1"),
         (["calibrate", "--prompt", "p"], "the following arguments are required: --out"),
     ],
 )
@@ -254,9 +257,7 @@ def test_sweep_to_a_read_only_file_system_fails_first(capsys, tmpfs):
 
 
 def test_calibrate_checks_out_and_plot_before_anything(capsys, tmp_path, monkeypatch):
-    import magcache_videosys.calibrate
-
-    monkeypatch.setattr(magcache_videosys.calibrate, "calibrate_opensora", lambda *a, **k: pytest.fail("ran"))
+    monkeypatch.setattr("magcache_videosys.experiments.runner.run", lambda *a, **k: pytest.fail("ran"))
     code, _, err = run(capsys, "calibrate", "--tiny", "--prompt", "a cat", "--out", str(tmp_path))
     assert code == 2 and f"--out {tmp_path} is a folder; give a file name" in err
     plot = tmp_path / "missing" / "curve.png"
@@ -288,12 +289,14 @@ def test_bad_table_files(capsys, tmp_path, content, message):
     assert code == 2 and message in err
 
 
-def test_calibrate_without_gpu_points_to_tiny(capsys, monkeypatch):
+@pytest.mark.videosys
+def test_calibrate_without_gpu_points_to_tiny(capsys, monkeypatch, tmp_path):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    code, _, err = run(capsys, "calibrate", "--prompt", "a cat", "--out", "x.json")
-    assert code == 2 and "--tiny runs a CPU smoke calibration" in err
+    code, _, err = run(capsys, "calibrate", "--prompt", "a cat", "--out", str(tmp_path / "x.json"))
+    assert code == 2 and "no CUDA GPU is visible" in err and "use --tiny for a CPU smoke run" in err
+    assert list(tmp_path.iterdir()) == []  # not even the videos folder
 
 
 def test_ratios_lists_shipped_tables(capsys):
@@ -339,8 +342,8 @@ def test_calibrate_tiny_writes_a_table_that_drives_a_run(capsys, tmp_path):
         "a cat",
         "--prompt",
         "a dog",
-        "--seeds",
-        "0,1",
+        "--num-samples",
+        "2",
         "--out",
         str(out),
         "--plot",
@@ -349,7 +352,14 @@ def test_calibrate_tiny_writes_a_table_that_drives_a_run(capsys, tmp_path):
     assert code == 0, err
     table = load_ratio_table(out)
     assert table.num_steps == 12 and len(table.std) == len(table.cosine_distance) == 11
-    assert table.settings["runs"] == 4 and table.settings["prompts"] == ["a cat", "a dog"]
+    assert table.settings["videos"] == 4 and table.settings["prompts"] == ["a cat", "a dog"]
+    assert table.settings["seeds"] == [0, 1] and len(table.settings["ratio_std_across_videos"]) == 11
+    assert sorted(p.name for p in (tmp_path / "tiny-videos").glob("*.mp4")) == [
+        "a cat-0.mp4",
+        "a cat-1.mp4",
+        "a dog-0.mp4",
+        "a dog-1.mp4",
+    ]
     assert table.settings["resolution"] == "144p" and "torch" in table.settings["versions"]
     assert plot.read_bytes()[:8] == PNG_SIGNATURE
     cfg = MagCacheConfig(mag_ratios=str(out), threshold=0.5, max_skip_steps=2, retention_ratio=0.2)
@@ -367,30 +377,29 @@ def test_calibrate_tiny_writes_a_table_that_drives_a_run(capsys, tmp_path):
         (["--resolution", "144p", "--aspect-ratio", "5:1"], "has no size for --resolution 144p --aspect-ratio 5:1"),
     ],
 )
-def test_calibrate_rejects_a_size_videosys_lacks_before_generating(capsys, tmp_path, monkeypatch, option, message):
-    import magcache_videosys.calibrate
-
-    monkeypatch.setattr(magcache_videosys.calibrate, "calibrate_opensora", lambda *a, **k: pytest.fail("ran"))
+def test_calibrate_rejects_a_size_videosys_lacks_before_generating(capsys, tmp_path, option, message):
     argv = ["calibrate", "--tiny", "--aspect-ratio", "1:1", "--prompt", "p", "--out", str(tmp_path / "t.json")]
     code, _, err = run(capsys, *argv, *option)
     assert code == 2 and message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.videosys
 def test_ctrl_c_in_calibrate_is_one_line(capsys, tmp_path, monkeypatch):
-    import magcache_videosys.calibrate
+    from magcache_videosys.experiments.generation import VideoSysGenerator
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # what Ctrl-C raises in the middle of generating
 
-    monkeypatch.setattr(magcache_videosys.calibrate, "calibrate_opensora", interrupted)
+    monkeypatch.setattr(VideoSysGenerator, "generate", interrupted)
     out = tmp_path / "t.json"
     try:
         code, _, err = run(capsys, "calibrate", "--tiny", "--resolution", "144p", "--prompt", "p", "--out", str(out))
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C escaped main() and would print a traceback")
     assert code == 130 and not out.exists()
-    assert err.strip() == (
-        "magcache-videosys calibrate: interrupted (Ctrl-C). no table was written (it is written at the end); "
-        "rerun to start over."
+    assert err.strip().splitlines()[-1] == (  # after the progress bar
+        "magcache-videosys calibrate: interrupted (Ctrl-C). no table was written yet. 0 of 1 videos of the run are "
+        f"done in {tmp_path / 't-videos'}, each with its record; the video in progress was dropped. Rerun the same "
+        "command to resume."
     )

@@ -33,7 +33,11 @@ def prompts(tmp_path):
 
 
 def main(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
+    """The script's exit status (argparse's own errors exit 2 too), stdout and stderr."""
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exit_info:
+        code = exit_info.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -212,11 +216,16 @@ def test_summary_of_a_finished_folder_needs_no_model(capsys, prompts, tmp_path):
         "--dry-run",
     )
     assert code == 0
-    plan = cli.make_plan(
-        cli.options_from_args(
-            cli.build_parser().parse_args(
+    from magcache_videosys.experiments import cli as experiment
+    from magcache_videosys.models import family_named
+
+    family = family_named("opensora")
+    plan = experiment.make_plan(
+        experiment.options_from_args(
+            family,
+            experiment.build_parser(family).parse_args(
                 ["--method", "base", "--prompts", str(prompts), "--out", str(out), "--limit", "1", "--num-samples", "1"]
-            )
+            ),
         )
     )
     record.update(method_config=plan.signature["method_config"], settings=plan.signature["settings"])

@@ -104,7 +104,10 @@ class NoiseVideos(VideoSysGenerator):
     which compress poorly (about 18 kB a video)."""
 
     def __init__(self, plan=None):
+        from magcache_videosys.models import family_named
+
         self.calls = []
+        self.family = family_named("opensora")
 
     def __call__(self, plan):
         return self

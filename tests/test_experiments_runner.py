@@ -233,7 +233,7 @@ def test_calibration_table_is_the_mean_over_videos(tmp_path):
     from magcache_videosys.experiments.methods import save_calibration
     from magcache_videosys.ratios import load_ratio_table
 
-    settings = {"num_steps": 3, "transformer": "tiny"}
+    settings = {"model": "opensora", "num_steps": 3, "transformer": "tiny"}
     records = [
         VideoRecord.from_dict(
             {
@@ -253,7 +253,9 @@ def test_calibration_table_is_the_mean_over_videos(tmp_path):
     [path] = save_calibration(tmp_path, records)
     table = load_ratio_table(path)
     assert table.ratios == pytest.approx((0.9, 0.7)) and table.std == pytest.approx((0.2, 0.2))
-    assert table.num_steps == 3 and table.model == "tiny" and table.settings["videos"] == 2
+    assert table.num_steps == 3 and table.settings["videos"] == 2 and table.settings["prompts"] == ["a", "b"]
+    assert table.model.startswith("opensora (transformer tiny") and "torch" in table.settings["versions"]
+    assert table.settings["ratio_std_across_videos"] == pytest.approx([0.1, 0.1])
 
 
 def test_pipeline_builder_travels_to_spawned_ranks():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..atomic import TEMP_MARK, fsync_folder, write_jsonl_atomic
+from ..models import family_named
 from ..records import MANIFEST, BadLine, VideoRecord, append_record, read_records
 
 STATE_DIR = ".magcache"  # one hidden entry next to the videos: run.json, parts/ and partial/
@@ -108,10 +109,15 @@ def describe_run(sig: dict[str, Any]) -> str:
     config = {k: v for k, v in (sig.get("method_config") or {}).items() if k != "table_ratios"}
     s = sig.get("settings") or {}
     knobs = ", ".join(f"{k}={v}" for k, v in config.items() if k in ("threshold", "max_skip_steps", "retention_ratio"))
+    try:
+        options = family_named(str(s.get("model")), generating=True).generation.options
+    except ValueError:  # a folder of an older version, or of a family this version does not know
+        options = ()
+    sizes = ", ".join(f"{o.flag.lstrip('-')} {s.get(o.name)}" for o in options)
     return (
-        f"--method {sig.get('method')}{f' ({knobs})' if knobs else ''} at {s.get('resolution')} "
-        f"{s.get('aspect_ratio')}, {s.get('num_frames')} frames, {s.get('num_steps')} steps, "
-        f"cfg {s.get('cfg_scale')}, {s.get('dtype')}, seed {s.get('seed')}{', tiny' if s.get('tiny') else ''}"
+        f"--method {sig.get('method')}{f' ({knobs})' if knobs else ''}: {s.get('model')} at {sizes}, "
+        f"{s.get('num_steps')} steps, cfg {s.get('cfg_scale')}, {s.get('dtype')}, seed {s.get('seed')}"
+        f"{', tiny' if s.get('tiny') else ''}"
     )
 
 

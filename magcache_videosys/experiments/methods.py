@@ -15,7 +15,6 @@ from typing import Any, Callable, Mapping, Sequence
 from ..console import finite_float
 from ..magcache import PRESETS, MagCacheConfig
 from ..plugin import enable_magcache, enable_pab, enable_teacache, get_stats
-from ..ratios import RatioTable
 from ..records import VideoRecord
 from ..stats import RunStats
 from ..teacache import PRESETS as TEACACHE_PRESETS
@@ -182,24 +181,15 @@ def _calibration_extra(stats: RunStats | None) -> dict[str, Any]:
     return {"ratio": stats.ratio, "ratio_std": stats.ratio_std, "cosine_distance": stats.cosine_distance}
 
 
-def _mean(columns: list[list[float]]) -> list[float]:
-    return [sum(values) / len(values) for values in zip(*columns)]
-
-
 def save_calibration(out_dir: Path, records: list[VideoRecord]) -> list[Path]:
-    """The per-step mean over all calibration videos, saved as a ratio table."""
-    usable = [r for r in records if r.extra.get("ratio")]
-    if not usable:
-        return []
-    settings = dict(usable[0].settings or {})
-    table = RatioTable(
-        ratios=_mean([r.extra["ratio"] for r in usable]),
-        std=_mean([r.extra["ratio_std"] for r in usable]),
-        cosine_distance=_mean([r.extra["cosine_distance"] for r in usable]),
-        name=f"calibrated-{settings.get('num_steps')}",
-        model=str(settings.get("transformer", "unknown")),
-        settings={**settings, "videos": len(usable), "prompts": sorted({r.prompt or "" for r in usable})},
-        source="experiments/opensora.py --method magcache-calibrate (per-step mean over the videos)",
+    """The run's ratio table (``calibrate.table_from_records``), saved beside its videos."""
+    from ..calibrate import table_from_records
+
+    settings = records[0].settings or {}
+    table = table_from_records(
+        records,
+        name=f"calibrated-{settings.get('model')}-{settings.get('num_steps')}",
+        source=f"experiments/{settings.get('model')}.py --method magcache-calibrate",
     )
     return [table.save(out_dir / CALIBRATION_FILE)]
 

@@ -76,6 +76,14 @@ def load_prompts(path: str | Path | None = None) -> PromptList:
     return PromptList(prompts=tuple(dict.fromkeys(raw)), source=str(file), entries=len(raw))
 
 
+def inline_prompts(texts: tuple[str, ...], source: str = "the command line") -> PromptList:
+    """Prompts given directly (``calibrate --prompt ...``), checked as a file's would be."""
+    prompts = [t.strip() for t in texts if isinstance(t, str) and t.strip()]
+    if len(prompts) != len(texts) or not prompts:
+        raise PromptError(f"give at least one prompt, each non-empty text; got {list(texts)!r}.")
+    return PromptList(prompts=tuple(dict.fromkeys(prompts)), source=source, entries=len(prompts))
+
+
 def _parse_json(file: Path, text: str) -> list[str]:
     try:
         data = json.loads(text)

@@ -14,7 +14,6 @@ import errno
 import json
 import logging
 import math
-import re
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,21 +24,18 @@ from tqdm import tqdm
 
 from ..atomic import write_atomic, write_json_atomic
 from ..console import check_output_folder
+from ..models import ModelFamily, family_named
 from ..records import BadLine, VideoRecord
 from . import manifest as mf
 from .methods import Method, build_config, get_method
 from .naming import MAX_SAMPLES, PROMPT_FILE, assign_stems, video_file
-from .prompts import SMOKE_FILE, VBENCH_FILE, PromptList, load_prompts, select
+from .prompts import SMOKE_FILE, VBENCH_FILE, PromptList, inline_prompts, load_prompts, select
 from .sharding import Shard, detect_shard
 from .summary import format_summary, summarize
 
 logger = logging.getLogger("magcache_videosys.experiments")
 
 DTYPES = ("bf16", "fp16", "fp32")
-DEFAULT_MODELS = dict(
-    transformer="hpcai-tech/OpenSora-STDiT-v3", vae="hpcai-tech/OpenSora-VAE-v1.2", text_encoder="DeepFloyd/t5-v1_1-xxl"
-)
-TINY_MODELS = dict(transformer="tiny-random-stdit3", vae="tiny-random-vae", text_encoder="tiny-random-t5")
 
 
 class RunError(ValueError):
@@ -57,23 +53,19 @@ class Options:
 
     method: str
     out: Path
+    model: str = "opensora"  # the model family (magcache_videosys/models/)
     knobs: dict[str, Any] = field(default_factory=dict)
-    prompts: str | None = None
+    prompts: str | tuple[str, ...] | None = None  # a file, or the prompts themselves
     start: int = 0
     end: int | None = None
     limit: int | None = None
     num_samples: int = 5
     seed: int = 0
-    resolution: str | None = None
-    aspect_ratio: str = "9:16"
-    num_frames: str | None = None
-    num_steps: int = 30
-    cfg_scale: float = 7.0
+    generation: dict[str, Any] = field(default_factory=dict)  # the family's own options and weights
+    num_steps: int | None = None  # None: the family's VideoSys default
+    cfg_scale: float | None = None
     dtype: str | None = None
     num_gpus: int = 1
-    transformer: str | None = None
-    vae: str | None = None
-    text_encoder: str | None = None
     tiny: bool = False
     shard: str | None = None
     baseline: Path | None = None
@@ -83,22 +75,25 @@ class Options:
 
 @dataclass(frozen=True)
 class Settings:
-    """Generation settings: every video of a folder shares them (they are checked on resume)."""
+    """Generation settings: every video of a folder shares them (they are checked on resume).
+    ``options`` are the family's own (sizes, weights), by the names its ``Generation`` gives."""
 
-    resolution: str
-    aspect_ratio: str
-    num_frames: int | str
+    model: str
     num_steps: int
     cfg_scale: float
     dtype: str
     seed: int
-    transformer: str
-    vae: str
-    text_encoder: str
     tiny: bool
+    options: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        options = data.pop("options")
+        return {**data, **options}
+
+    @property
+    def family(self) -> ModelFamily:
+        return family_named(self.model)
 
 
 @dataclass(frozen=True)
@@ -140,28 +135,25 @@ class Plan:
         return mf.signature(self.method.name, self.method.config_dict(self.method_config), self.settings.to_dict())
 
 
-def _num_frames(text: str | None, tiny: bool) -> int | str:
-    if text is None:
-        return 17 if tiny else 51
-    text = str(text).strip()
-    if text.isdigit():
-        if int(text) < 1:
-            raise RunError(f"--frames must be at least 1, got {text}.")
-        return int(text)
-    if not re.fullmatch(r"[1-9][0-9]*[sx]", text):
-        raise RunError(f"--frames takes a frame count or a VideoSys duration such as 2s or 1x, got {text!r}.")
-    return text  # VideoSys's NUM_FRAMES_MAP names the durations it knows; checked before generating
-
-
 def _settings(o: Options) -> Settings:
-    if o.num_steps < 2:
-        raise RunError(f"--steps must be at least 2, got {o.num_steps}.")
+    try:
+        family = family_named(o.model, generating=True)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    gen = family.generation
+    num_steps = gen.steps if o.num_steps is None else o.num_steps
+    cfg_scale = gen.cfg_scale if o.cfg_scale is None else o.cfg_scale
+    if num_steps < 2:
+        raise RunError(f"--steps must be at least 2, got {num_steps}.")
     if not 1 <= o.num_samples <= MAX_SAMPLES:
         raise RunError(
             f"--num-samples must be 1 to {MAX_SAMPLES} (file names leave room for 3 digits), got {o.num_samples}."
         )
-    if not math.isfinite(o.cfg_scale):
-        raise RunError(f"--cfg-scale must be a finite number, got {o.cfg_scale}.")
+    if not math.isfinite(cfg_scale):
+        raise RunError(f"--cfg-scale must be a finite number, got {cfg_scale}.")
+    unknown = sorted(set(o.generation) - {x.name for x in (*gen.options, *gen.weights)})
+    if unknown:
+        raise RunError(f"{family.description} has no generation option {', '.join(unknown)}.")
     if o.num_gpus < 1:
         raise RunError(f"--num-gpus must be at least 1, got {o.num_gpus}.")
     if o.tiny:
@@ -169,24 +161,23 @@ def _settings(o: Options) -> Settings:
             raise RunError(f"--tiny runs on the CPU in fp32; drop --dtype {o.dtype}.")
         if o.num_gpus != 1:
             raise RunError("--tiny runs in one CPU process; drop --num-gpus.")
-        given = [f"--{k.replace('_', '-')}" for k in DEFAULT_MODELS if getattr(o, k) is not None]
+        given = [w.flag for w in gen.weights if o.generation.get(w.name) is not None]
         if given:
             raise RunError(f"--tiny builds its own random-weight models; drop {', '.join(given)}.")
-        models = TINY_MODELS
-    else:
-        models = {k: getattr(o, k) or v for k, v in DEFAULT_MODELS.items()}
     if o.dtype is not None and o.dtype not in DTYPES:
         raise RunError(f"--dtype must be one of {', '.join(DTYPES)}, got {o.dtype!r}.")
+    options = {}
+    for option in (*gen.options, *gen.weights):
+        value = o.generation.get(option.name)
+        options[option.name] = (option.tiny_default if o.tiny else option.default) if value is None else value
     return Settings(
-        resolution=o.resolution or ("144p" if o.tiny else "480p"),
-        aspect_ratio=o.aspect_ratio,
-        num_frames=_num_frames(o.num_frames, o.tiny),
-        num_steps=o.num_steps,
-        cfg_scale=o.cfg_scale,
-        dtype="fp32" if o.tiny else (o.dtype or "bf16"),
+        model=family.name,
+        num_steps=num_steps,
+        cfg_scale=cfg_scale,
+        dtype="fp32" if o.tiny else (o.dtype or gen.dtype),
         seed=o.seed,
         tiny=o.tiny,
-        **models,
+        options=options,
     )
 
 
@@ -207,7 +198,10 @@ def make_plan(options: Options) -> Plan:
     method_config = build_config(method, options.knobs)
     settings = _settings(options)
     shard = detect_shard(options.shard)
-    prompts = load_prompts(SMOKE_FILE if options.prompts is None and options.tiny else options.prompts)
+    if isinstance(options.prompts, tuple):
+        prompts = inline_prompts(options.prompts)
+    else:
+        prompts = load_prompts(SMOKE_FILE if options.prompts is None and options.tiny else options.prompts)
     selected = select(prompts, options.start, options.end, options.limit)
     if options.baseline is not None:
         check_baseline(options.baseline)
@@ -257,6 +251,11 @@ def _finished(plan: Plan, records: dict[str, VideoRecord]) -> dict[str, VideoRec
     return done
 
 
+def _options_text(settings: Settings) -> str:
+    """The family's size options as the user spells them, e.g. ``resolution 480p, aspect-ratio 9:16``."""
+    return ", ".join(f"{o.flag.lstrip('-')} {settings.options[o.name]}" for o in settings.family.generation.options)
+
+
 def _steps_text(steps: list[int]) -> str:
     return " ".join(map(str, steps)) if steps else "none"
 
@@ -288,7 +287,7 @@ def describe(plan: Plan) -> str:
         f"(seed = {s.seed} + sample index)",
         f"this run   {plan.shard}: {len(plan.mine)} videos, {len(plan.mine) - len(plan.pending)} already done, "
         f"{len(plan.pending)} to generate",
-        f"generation {tiny}{s.resolution} {s.aspect_ratio}, {s.num_frames} frames, "
+        f"generation {s.family.description}: {tiny}{_options_text(s)}, "
         f"{s.num_steps} steps, cfg {s.cfg_scale}, {s.dtype}, {o.num_gpus} GPU(s) per video",
         f"output     {plan.out}",
     ]

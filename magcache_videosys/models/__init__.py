@@ -47,6 +47,16 @@ def find_family(module: nn.Module) -> ModelFamily:
     )
 
 
+def family_named(name: str, generating: bool = False) -> ModelFamily:
+    """The family called ``name`` (``--model NAME``); with ``generating``, one the package can
+    generate with."""
+    known = [f for f in FAMILIES if f.generation is not None or not generating]
+    for family in known:
+        if family.name == name:
+            return family
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(f.name for f in known)}.")
+
+
 def family_of_pipeline(pipeline_cls: Any) -> ModelFamily:
     """The family whose VideoSys pipeline class this is (a class or its name)."""
     name = pipeline_cls if isinstance(pipeline_cls, str) else getattr(pipeline_cls, "__name__", "")
@@ -74,6 +84,7 @@ __all__ = [
     "RunInfo",
     "StackBinding",
     "UnsupportedModelError",
+    "family_named",
     "family_of_pipeline",
     "find_family",
     "magcache_presets",

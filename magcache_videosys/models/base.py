@@ -67,6 +67,32 @@ class StackBinding:
         return restored if self.pack_tail is None else self.pack_tail(args, kwargs, restored)
 
 
+@dataclass(frozen=True)
+class GenerationOption:
+    """One family-specific generation setting on the command line (steps, CFG scale, dtype and
+    seed are common to all families): its ``--flag``, how it is read, and its defaults."""
+
+    name: str  # the key in the run's settings
+    flag: str
+    default: Any  # VideoSys's default for a real run
+    tiny_default: Any  # the default of a ``--tiny`` CPU run
+    help: str
+    parse: Callable[[str], Any] = str  # raises argparse.ArgumentTypeError with a message for the user
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How a family generates with VideoSys: its sampling defaults, its own options (sizes) and
+    the weights it loads, each weight an option whose default is the published checkpoint."""
+
+    steps: int
+    cfg_scale: float
+    options: tuple[GenerationOption, ...]
+    weights: tuple[GenerationOption, ...]
+    fps: int  # what VideoSys's save_video writes for this family
+    dtype: str = "bf16"
+
+
 class ModelFamily:
     """Everything the package knows about one model family: one subclass per file in this folder.
 
@@ -100,6 +126,22 @@ class ModelFamily:
 
     def prepare_pab(self, pipeline: Any) -> None:
         """Whatever VideoSys's own PAB needs on a built pipeline of this family to run (nothing by default)."""
+
+    #: How this family generates (``experiments/``, ``calibrate``); None: the package cannot
+    #: generate with it (a model hooked in the user's own code).
+    generation: Generation | None = None
+
+    def check_generation(self, settings: dict[str, Any]) -> None:
+        """Raise ValueError, naming the option and the fix, for settings VideoSys cannot generate
+        (called before anything is created; may import VideoSys)."""
+
+    def videosys_config(self, settings: dict[str, Any], num_gpus: int) -> Any:
+        """The VideoSys config of a run with these settings (``tiny`` ones build no weights)."""
+        raise NotImplementedError(f"{self.description} cannot generate")
+
+    def generate(self, target: Any, prompt: str, seed: int, settings: dict[str, Any]) -> Any:
+        """Generate one video with a VideoSys engine or pipeline; returns frames (T, H, W, 3) uint8."""
+        raise NotImplementedError(f"{self.description} cannot generate")
 
     def tiny_pipeline(self, config: Any = None, seed: int = 0, **config_kwargs: Any) -> Any:
         """This family's VideoSys pipeline on the CPU in float32 with tiny random-weight components,

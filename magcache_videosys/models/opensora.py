@@ -12,15 +12,49 @@ passes ``all_timesteps`` on to the blocks, upstream does not.
 
 from __future__ import annotations
 
+import argparse
 import inspect
+import re
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from .base import ModelFamily, RunInfo, StackBinding
+from .base import Generation, GenerationOption, ModelFamily, RunInfo, StackBinding
 
 _FEEDS_TIMESTEPS = "_magcache_videosys_feeds_all_timesteps"
+
+
+def _frames(text: str) -> int | str:
+    """A frame count, or a VideoSys duration such as ``2s`` (its NUM_FRAMES_MAP names those it knows)."""
+    text = str(text).strip()
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    if re.fullmatch(r"[1-9][0-9]*[sx]", text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"--frames takes a frame count or a VideoSys duration such as 2s or 1x, got {text!r}"
+    )
+
+
+# VideoSys's OpenSoraPipeline.generate and OpenSoraConfig defaults; --tiny generates small and fast.
+GENERATION = Generation(
+    steps=30,
+    cfg_scale=7.0,
+    options=(
+        GenerationOption("resolution", "--resolution", "480p", "144p", "e.g. 144p, 240p, 360p, 480p, 720p"),
+        GenerationOption("aspect_ratio", "--aspect-ratio", "9:16", "9:16", "e.g. 9:16, 16:9, 3:4, 4:3, 1:1"),
+        GenerationOption("num_frames", "--frames", 51, 17, "frame count or a duration such as 2s", _frames),
+    ),
+    weights=(
+        GenerationOption(
+            "transformer", "--transformer", "hpcai-tech/OpenSora-STDiT-v3", "tiny-random-stdit3", "STDiT3"
+        ),
+        GenerationOption("vae", "--vae", "hpcai-tech/OpenSora-VAE-v1.2", "tiny-random-vae", "VAE"),
+        GenerationOption("text_encoder", "--text-encoder", "DeepFloyd/t5-v1_1-xxl", "tiny-random-t5", "T5"),
+    ),
+    fps=24,
+)
 
 
 class OpenSora(ModelFamily):
@@ -46,8 +80,39 @@ class OpenSora(ModelFamily):
     def matches(self, module: nn.Module) -> bool:
         return super().matches(module) and hasattr(module, "spatial_blocks") and hasattr(module, "temporal_blocks")
 
+    generation = GENERATION
+
     def prepare_pab(self, pipeline: Any) -> None:
         feed_all_timesteps(pipeline.transformer)
+
+    def check_generation(self, settings: dict[str, Any]) -> None:
+        from videosys.pipelines.open_sora.data_process import get_image_size, get_num_frames
+
+        try:
+            get_image_size(settings["resolution"], settings["aspect_ratio"])
+        except (KeyError, AssertionError):
+            raise ValueError(
+                f"VideoSys's Open-Sora has no size for --resolution {settings['resolution']} --aspect-ratio "
+                f"{settings['aspect_ratio']}; try e.g. 144p, 240p, 360p, 480p or 720p with 9:16, 16:9, 3:4, 4:3 or 1:1."
+            ) from None
+        try:
+            get_num_frames(settings["num_frames"])
+        except ValueError:
+            raise ValueError(
+                f"--frames {settings['num_frames']!r} is neither a frame count nor a VideoSys duration such as 2s."
+            ) from None
+
+    def videosys_config(self, settings: dict[str, Any], num_gpus: int) -> Any:
+        from ..videosys_compat import import_videosys
+
+        weights = {} if settings["tiny"] else {w.name: settings[w.name] for w in GENERATION.weights}
+        return import_videosys().OpenSoraConfig(
+            num_gpus=num_gpus, num_sampling_steps=settings["num_steps"], cfg_scale=settings["cfg_scale"], **weights
+        )
+
+    def generate(self, target: Any, prompt: str, seed: int, settings: dict[str, Any]) -> Any:
+        size = {o.name: settings[o.name] for o in GENERATION.options}
+        return target.generate(prompt, seed=seed, verbose=False, **size).video[0]
 
     def tiny_pipeline(self, config: Any = None, seed: int = 0, **config_kwargs: Any) -> Any:
         from ..tiny import tiny_opensora_pipeline
