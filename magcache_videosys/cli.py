@@ -18,23 +18,18 @@ from .console import (
     OutputPathError,
     check_output_file,
     finite_float,
-    float_at_least,
-    float_in_range,
     int_at_least,
     run_command,
 )
+from .knobs import KNOBS, add_knob_options
 from .magcache import PRESETS, MagCacheConfig
 from .models import FAMILIES, family_named
 from .ratios import RESAMPLE_METHODS, RatioTable, RatioTableError, load_ratio_table, shipped_tables
 from .schedule import SchedulePlan, reaching_target, sweep
 
 PROG = "magcache-videosys"
-KNOBS = ("threshold", "K", "retention_ratio", "ratio_power")
+SETTING_KNOBS = ("threshold", "K", "retention_ratio", "ratio_power")
 MAX_GRID_VALUES = 1000  # per list: a range such as 0:1:1e-9 is a typo, not a sweep
-RATIO_POWER_HELP = (
-    "exponent applied to the ratios (default: the table's own ratio_power, 0.5 for opensora-v1.2 and 1 for "
-    "a table that states none; the run uses the same)"
-)
 
 
 class UsageError(Exception):
@@ -110,10 +105,10 @@ def _fit_table(table: RatioTable, steps: int | None, resample: str | None) -> Ra
 
 
 def _config_from_args(args: argparse.Namespace) -> tuple[MagCacheConfig, RatioTable]:
-    given = [k for k in KNOBS if getattr(args, k) is not None]
+    given = [k for k in SETTING_KNOBS if getattr(args, k) is not None]
     if args.preset is not None:
         if args.ratios is not None or given:
-            fixed = ", ".join(f"--{k.replace('_', '-')}" for k in given) or "--ratios"
+            fixed = ", ".join(KNOBS[k].flag for k in given) or "--ratios"
             raise UsageError(
                 f"--preset {args.preset} fixes the table and knobs, so {fixed} contradicts it; use --ratios with "
                 f"explicit knobs instead, or the preset alone."
@@ -124,7 +119,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[MagCacheConfig, RatioTa
             raise UsageError("give --preset NAME, or --ratios TABLE with --threshold, --K and --retention-ratio.")
         missing = [k for k in ("threshold", "K", "retention_ratio") if getattr(args, k) is None]
         if missing:
-            raise UsageError(f"--ratios needs {', '.join('--' + k.replace('_', '-') for k in missing)} too.")
+            raise UsageError(f"--ratios needs {', '.join(KNOBS[k].flag for k in missing)} too.")
         base = MagCacheConfig(
             mag_ratios=args.ratios,
             threshold=args.threshold,
@@ -321,12 +316,7 @@ def cmd_ratios(args: argparse.Namespace) -> int:
 def _add_setting_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named setting (fixes table and knobs)")
     p.add_argument("--ratios", help="a shipped table name (see `ratios`) or a table JSON file")
-    p.add_argument("--threshold", type=float_at_least(0.0), help="accumulated-error threshold (>= 0)")
-    p.add_argument("--K", type=int_at_least(0), help="most consecutive skipped steps (>= 0)")
-    p.add_argument(
-        "--retention-ratio", type=float_in_range(0.0, 1.0), help="leading fraction of steps always computed, in [0, 1)"
-    )
-    p.add_argument("--ratio-power", type=float_at_least(0.0, exclusive=True), help=RATIO_POWER_HELP)
+    add_knob_options(p, SETTING_KNOBS)
     p.add_argument("--steps", type=int_at_least(2), help="the run's step count (default: the table's)")
     p.add_argument("--resample", choices=RESAMPLE_METHODS, help="fit the table to --steps: nearest or linear")
 
@@ -343,7 +333,7 @@ def build_parser(model: str = "opensora") -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="passes and predicted speedup over a grid of settings")
     p.add_argument("--ratios", default="opensora-v1.2", help="table name or file (default: opensora-v1.2)")
-    p.add_argument("--ratio-power", type=float_at_least(0.0, exclusive=True), help=RATIO_POWER_HELP)
+    add_knob_options(p, ["ratio_power"])
     p.add_argument("--steps", type=int_at_least(2), help="the run's step count (default: the table's)")
     p.add_argument("--resample", choices=RESAMPLE_METHODS, help="fit the table to --steps: nearest or linear")
     p.add_argument(

@@ -95,7 +95,7 @@ def test_dry_run_of_explicit_knobs_and_of_base(capsys, prompts, tmp_path):
             "fixes --threshold; drop --threshold, or use --method magcache",
         ),
         (["--method", "base", "--K", "2"], "--method base does not take --K"),
-        (["--method", "magcache", "--threshold", "-1"], "threshold must be a finite number >= 0"),
+        (["--method", "magcache", "--threshold", "-1"], "argument --threshold: -1 must be >= 0"),
         (["--method", "magcache", "--mag-ratios", "no-such-table"], "unknown ratio table 'no-such-table'"),
         (["--method", "base", "--shard", "2/2"], "--shard 2/2: the index must be in 0..1"),
         (["--method", "base", "--limit", "1", "--end", "2"], "--end and --limit"),

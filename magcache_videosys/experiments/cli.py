@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 from ..console import OutputPathError, finite_float, run_command
+from ..knobs import KNOBS, add_knob_options
 from ..models import ModelFamily, family_named
 from .manifest import ManifestError
-from .methods import KNOBS, METHODS, MethodError
+from .methods import METHODS, MethodError
 from .prompts import VBENCH_FILE, PromptError
 from .runner import (
     DTYPES,
@@ -55,9 +56,8 @@ def build_parser(family: ModelFamily) -> argparse.ArgumentParser:
         "--out", required=True, type=Path, help="folder for the videos and manifest.jsonl (shared by all processes)"
     )
     knobs = p.add_argument_group("method knobs (only --method magcache takes them)")
-    for key, knob in KNOBS.items():
-        knobs.add_argument(f"--{knob.flag}", dest=key, type=knob.type, default=None, help=knob.help)
-    knobs.add_argument("--max-skip-steps", dest="K", type=int, default=None, help="same as --K")
+    add_knob_options(knobs, KNOBS)
+    knobs.add_argument("--max-skip-steps", dest="K", type=KNOBS["K"].parse, default=None, help="same as --K")
 
     g = p.add_argument_group("prompts")
     g.add_argument(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..console import finite_float
+from ..knobs import KNOBS
 from ..magcache import PRESETS, MagCacheConfig
 from ..plugin import enable_magcache, enable_pab, enable_teacache, get_stats
 from ..records import VideoRecord
@@ -23,28 +23,6 @@ from ..teacache import TeaCacheConfig
 
 class MethodError(ValueError):
     """An unknown method, or knobs the method does not take."""
-
-
-@dataclass(frozen=True)
-class Knob:
-    """A method setting given on the command line as ``--<flag>``."""
-
-    flag: str
-    type: Callable[[str], Any]
-    help: str
-
-
-KNOBS: dict[str, Knob] = {
-    "threshold": Knob(
-        "threshold", finite_float, "skip while the accumulated error stays at or below this (TeaCache: below)"
-    ),
-    "K": Knob("K", int, "most consecutive skipped steps (MagCache's max_skip_steps)"),
-    "retention_ratio": Knob("retention-ratio", finite_float, "fraction of leading steps always computed"),
-    "mag_ratios": Knob("mag-ratios", str, "ratio table: a shipped name or a table file (e.g. from magcache-calibrate)"),
-    "ratio_power": Knob(
-        "ratio-power", finite_float, "exponent applied to the ratios (default: the table's own, 0.5 for opensora-v1.2)"
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -95,7 +73,7 @@ def build_config(method: Method, knobs: Mapping[str, Any]) -> Any:
     given = {k: v for k, v in knobs.items() if v is not None}
     extra = [k for k in given if k not in method.knobs]
     if extra:
-        flags = ", ".join(f"--{KNOBS[k].flag}" for k in extra)
+        flags = ", ".join(KNOBS[k].flag for k in extra)
         if method.fixed_by:
             instead = (
                 f", or use --method {method.knob_method} {flags} ... to set the knobs yourself"
@@ -105,11 +83,11 @@ def build_config(method: Method, knobs: Mapping[str, Any]) -> Any:
             raise MethodError(
                 f"--method {method.name} is the {method.fixed_by}, which fixes {flags}; drop {flags}{instead}."
             )
-        accepted = ", ".join(f"--{KNOBS[k].flag}" for k in method.knobs) or "no knobs"
+        accepted = ", ".join(KNOBS[k].flag for k in method.knobs) or "no knobs"
         raise MethodError(f"--method {method.name} does not take {flags} (it takes {accepted}).")
     missing = [k for k in method.required if k not in given]
     if missing:
-        flags = ", ".join(f"--{KNOBS[k].flag}" for k in missing)
+        flags = ", ".join(KNOBS[k].flag for k in missing)
         raise MethodError(f"--method {method.name} needs {flags} ({method.help}).")
     try:
         return method.make_config(given)
@@ -118,13 +96,6 @@ def build_config(method: Method, knobs: Mapping[str, Any]) -> Any:
 
 
 # --- MagCache ---------------------------------------------------------------------------------
-_KNOB_FIELDS = {
-    "threshold": "threshold",
-    "K": "max_skip_steps",
-    "retention_ratio": "retention_ratio",
-    "mag_ratios": "mag_ratios",
-    "ratio_power": "ratio_power",
-}
 
 
 def _magcache_dict(cfg: MagCacheConfig) -> dict[str, Any]:
@@ -168,7 +139,7 @@ def _magcache_preset(speed: str) -> Method:
 
 
 def _magcache_explicit(knobs: Mapping[str, Any]) -> MagCacheConfig:
-    return MagCacheConfig.preset("opensora-fast", **{_KNOB_FIELDS[k]: v for k, v in knobs.items()})
+    return MagCacheConfig.preset("opensora-fast", **{KNOBS[k].field: v for k, v in knobs.items()})
 
 
 # --- calibration ------------------------------------------------------------------------------
@@ -203,7 +174,7 @@ register(
         help="MagCache with your knobs; those not given come from preset opensora-fast",
         make_config=_magcache_explicit,
         apply=enable_magcache,
-        knobs=tuple(_KNOB_FIELDS),
+        knobs=("threshold", "K", "retention_ratio", "mag_ratios", "ratio_power"),
         plan=_magcache_plan,
         stats=_magcache_stats,
         config_dict=_magcache_dict,
