@@ -245,9 +245,7 @@ def enable_pab(config: Any, pab_config: Any = None) -> Any:
                 f"stack and do not combine. Call disable_{other.name}(config) first, or compare them as separate runs."
             )
     if pab_config is None:
-        from .videosys_compat import import_videosys
-
-        pab_config = getattr(import_videosys(), family.pab_config_class)()
+        pab_config = family.default_pab_config(config)
     config.enable_pab = True
     config.pab_config = pab_config
     _wrap_pipeline_cls(config)

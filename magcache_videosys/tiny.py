@@ -61,8 +61,9 @@ def tiny_stdit3(
     return model.eval()
 
 
-def tiny_text_encoder(d_model: int = 32, seed: int = 0) -> tuple[nn.Module, Any]:
-    """A two-layer T5 encoder and a character-level fast tokenizer."""
+def tiny_text_encoder(d_model: int = 32, seed: int = 0, model_max_length: int | None = None) -> tuple[nn.Module, Any]:
+    """A two-layer T5 encoder and a character-level fast tokenizer (``model_max_length`` for the
+    pipelines that read the tokenizer's own limit)."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
@@ -74,6 +75,8 @@ def tiny_text_encoder(d_model: int = 32, seed: int = 0) -> tuple[nn.Module, Any]
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
     )
+    if model_max_length is not None:
+        tokenizer.model_max_length = model_max_length
     torch.manual_seed(seed)
     config = T5Config(
         vocab_size=len(vocab),

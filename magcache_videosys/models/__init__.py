@@ -12,10 +12,11 @@ from typing import Any
 from torch import nn
 
 from .base import ModelFamily, RunInfo, StackBinding
+from .cogvideox import CogVideoX
 from .opensora import OpenSora
 from .pixart import PixArt
 
-FAMILIES: list[ModelFamily] = [OpenSora(), PixArt()]
+FAMILIES: list[ModelFamily] = [OpenSora(), CogVideoX(), PixArt()]
 
 
 class UnsupportedModelError(TypeError):
