@@ -14,9 +14,10 @@ from torch import nn
 from .base import ModelFamily, RunInfo, StackBinding
 from .cogvideox import CogVideoX
 from .opensora import OpenSora
+from .opensora_plan import OpenSoraPlan
 from .pixart import PixArt
 
-FAMILIES: list[ModelFamily] = [OpenSora(), CogVideoX(), PixArt()]
+FAMILIES: list[ModelFamily] = [OpenSora(), OpenSoraPlan(), CogVideoX(), PixArt()]
 
 
 class UnsupportedModelError(TypeError):
