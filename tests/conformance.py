@@ -6,9 +6,11 @@ streams ``other_streams`` / ``streams_on_skip``). Each test builds fresh pipelin
 models, same weights every time), runs a few sampling steps and reads the final latent. A test that
 does not apply to a family is switched off in its class by setting it to None, with the reason.
 
-All runs use ``STEPS`` steps and a constant ratio table of matching length, so the schedules are
-known by hand: ``SKIPPING`` computes steps 0 2 4 and skips 1 3 5; ``OTHER`` computes 0 3 and
-skips 1 2 4 5; K = 0 (``NEVER``) computes everything.
+A step is one iteration of the pipeline's sampling loop (``len(scheduler.timesteps)`` of them;
+PNDM's warm-up makes that more than the ``num_inference_steps`` asked for). Runs have ``steps``
+steps (``STEPS`` unless the family says otherwise) and use a constant ratio table of matching
+length, so the schedules are known by hand: at 6 steps ``skipping()`` computes steps 0 2 4 and skips
+1 3 5, ``other()`` computes 0 3 and skips 1 2 4 5, and K = 0 (``never()``) computes everything.
 """
 
 from __future__ import annotations
@@ -35,11 +37,22 @@ from magcache_videosys.hooks import CACHE_ATTR, get_cache
 from magcache_videosys.models import ModelFamily, StackBinding
 
 STEPS = 6
-RATIOS = [0.9] * (STEPS - 1)
-SKIPPING = MagCacheConfig(mag_ratios=RATIOS, threshold=0.15, max_skip_steps=2, retention_ratio=0.2)
-OTHER = SKIPPING.replace(threshold=0.3, max_skip_steps=3)
-NEVER = SKIPPING.replace(max_skip_steps=0)
 INTERRUPT_AT_CALL = 3  # mid-run: step 3, or step 1's second call where CFG runs as two calls
+
+
+def skipping(steps: int = STEPS) -> MagCacheConfig:
+    """A schedule that skips every other step after the retained ones."""
+    return MagCacheConfig(mag_ratios=[0.9] * (steps - 1), threshold=0.15, max_skip_steps=2, retention_ratio=0.2)
+
+
+def other(steps: int = STEPS) -> MagCacheConfig:
+    """Another schedule: skips two steps in three."""
+    return skipping(steps).replace(threshold=0.3, max_skip_steps=3)
+
+
+def never(steps: int = STEPS) -> MagCacheConfig:
+    """K = 0: computes every step."""
+    return skipping(steps).replace(max_skip_steps=0)
 
 
 class StackTrace:
@@ -99,12 +112,14 @@ class Conformance:
     """The tests; the fixture layer below is the family's part."""
 
     family: ModelFamily
+    #: Steps (sampling-loop iterations) of every run.
+    steps: int = STEPS
     #: A TeaCache config that skips some steps and computes others on the tiny model; None where
     #: the family gives no TeaCache signal.
     teacache: TeaCacheConfig | None = None
 
     def make_config(self) -> Any:
-        """The family's VideoSys config, set for ``STEPS`` steps where the config holds the count."""
+        """The family's VideoSys config, set for ``steps`` steps where the config holds the count."""
         raise NotImplementedError
 
     def make_pipeline(self, config: Any = None) -> Any:
@@ -112,7 +127,7 @@ class Conformance:
         raise NotImplementedError
 
     def generate(self, pipeline: Any, seed: int = 0, decode: bool = False) -> tuple[torch.Tensor, Any]:
-        """One sampling run of ``STEPS`` steps: the final latent and, with ``decode``, the video."""
+        """One sampling run of ``steps`` steps: the final latent and, with ``decode``, the video."""
         raise NotImplementedError
 
     def other_streams(self, out: Any) -> tuple:
@@ -140,23 +155,32 @@ class Conformance:
         return latent, trace
 
     # --- the tests ------------------------------------------------------------------------------
+    def test_the_schedules_are_non_trivial_at_this_step_count(self):
+        plans = [config(self.steps).plan(self.steps) for config in (skipping, other)]
+        assert all(plan.skipped_steps and len(plan.computed_steps) > 1 for plan in plans)
+        assert plans[0].skipped_steps != plans[1].skipped_steps
+
     def test_never_skipping_is_bitwise_plain_videosys(self):
         pipeline = self.make_pipeline()
         plain, plain_video = self.generate(pipeline, decode=True)
-        enable_magcache(pipeline, NEVER)
+        enable_magcache(pipeline, never(self.steps))
         hooked, hooked_video = self.generate(pipeline, decode=True)
         stats = get_stats(pipeline)
-        assert stats.complete and stats.num_steps == STEPS and stats.skipped_steps == []
+        assert stats.complete and stats.num_steps == self.steps and stats.skipped_steps == []
         assert torch.equal(plain, hooked) and torch.equal(plain_video, hooked_video)
 
     def test_skipped_step_restores_every_stream_once(self):
         pipeline = self.make_pipeline()
-        enable_magcache(pipeline, SKIPPING)
+        config = skipping(self.steps)
+        enable_magcache(pipeline, config)
         binding = self.binding(pipeline)
         cps = binding.calls_per_step
         _, trace = self.traced(pipeline)
-        assert get_stats(pipeline).skipped_steps == [1, 3, 5]
-        for step in (1, 3):  # each right after a computed step
+        skipped = get_stats(pipeline).skipped_steps
+        assert skipped == config.plan(self.steps).skipped_steps
+        after_computed = [step for step in skipped if step - 1 not in skipped]
+        assert after_computed
+        for step in after_computed:
             for branch in range(cps):
                 now, before = step * cps + branch, (step - 1) * cps + branch
                 assert trace.ran[before] and not trace.ran[now], "the block stack ran on a skipped step"
@@ -181,14 +205,15 @@ class Conformance:
 
     def test_executed_schedule_is_the_plan_on_every_branch(self):
         pipeline = self.make_pipeline()
-        enable_magcache(pipeline, SKIPPING)
+        config = skipping(self.steps)
+        enable_magcache(pipeline, config)
         _, trace = self.traced(pipeline)
-        stats, plan = get_stats(pipeline), SKIPPING.plan(STEPS)
-        assert stats.complete and stats.num_steps == STEPS
-        assert stats.computed_steps == plan.computed_steps == [0, 2, 4] and stats.skipped_steps == [1, 3, 5]
+        stats, plan = get_stats(pipeline), config.plan(self.steps)
+        assert stats.complete and stats.num_steps == self.steps
+        assert stats.computed_steps == plan.computed_steps and stats.skipped_steps == plan.skipped_steps
         cache = get_cache(self.transformer(pipeline))
         cps = cache.binding.calls_per_step
-        assert len(trace.ran) == STEPS * cps and len(cache.branches) == cps
+        assert len(trace.ran) == self.steps * cps and len(cache.branches) == cps
         assert [trace.ran_steps(cps, b) for b in range(cps)] == [plan.computed_steps] * cps
         assert stats.branch_disagreements == []
         residuals = {id(branch.residual) for branch in cache.branches}
@@ -196,7 +221,8 @@ class Conformance:
 
     def test_interrupted_run_then_a_clean_run_gets_the_full_schedule(self):
         pipeline = self.make_pipeline()
-        enable_magcache(pipeline, SKIPPING)
+        config = skipping(self.steps)
+        enable_magcache(pipeline, config)
         reference, _ = self.generate(pipeline, seed=3)
         calls = []
 
@@ -217,19 +243,20 @@ class Conformance:
         assert not get_stats(pipeline).complete
         again, _ = self.generate(pipeline, seed=3)
         stats = get_stats(pipeline)
-        assert stats.complete and stats.skipped_steps == [1, 3, 5]
+        assert stats.complete and stats.skipped_steps == config.plan(self.steps).skipped_steps
         assert torch.equal(again, reference)
 
     def test_two_pipelines_in_one_process_keep_their_own_state(self):
         first, second = self.make_pipeline(), self.make_pipeline()
-        enable_magcache(first, SKIPPING)
-        enable_magcache(second, OTHER)
+        configs = skipping(self.steps), other(self.steps)
+        enable_magcache(first, configs[0])
+        enable_magcache(second, configs[1])
         latents = []
         for _ in range(2):
             latents.append(self.generate(first)[0])
-            assert get_stats(first).skipped_steps == [1, 3, 5]
+            assert get_stats(first).skipped_steps == configs[0].plan(self.steps).skipped_steps
             self.generate(second)
-            assert get_stats(second).skipped_steps == OTHER.plan(STEPS).skipped_steps == [1, 2, 4, 5]
+            assert get_stats(second).skipped_steps == configs[1].plan(self.steps).skipped_steps
         assert torch.equal(latents[0], latents[1])
         ours, theirs = (get_cache(self.transformer(p)) for p in (first, second))
         assert ours.residual is not theirs.residual
@@ -239,7 +266,7 @@ class Conformance:
         model = self.transformer(pipeline)
         plain, plain_video = self.generate(pipeline, decode=True)
         hooks = dict(model._forward_pre_hooks)
-        enable_magcache(pipeline, SKIPPING)
+        enable_magcache(pipeline, skipping(self.steps))
         cached, _ = self.generate(pipeline)
         assert not torch.equal(cached, plain)
         disable_magcache(pipeline)
@@ -257,7 +284,7 @@ class Conformance:
         stats = get_stats(pipeline)
         assert stats.calibrating and stats.complete and stats.skipped_steps == []
         assert torch.equal(calibrated, plain)
-        assert len(stats.ratio) == len(stats.ratio_std) == len(stats.cosine_distance) == STEPS - 1
+        assert len(stats.ratio) == len(stats.ratio_std) == len(stats.cosine_distance) == self.steps - 1
         assert all(math.isfinite(r) and r > 0 for r in stats.ratio)
         assert all(math.isfinite(s) and s >= 0 for s in stats.ratio_std)
         assert all(0 <= c <= 2 for c in stats.cosine_distance)
@@ -283,16 +310,17 @@ class Conformance:
 
     def test_enabled_on_the_config_every_rank_builds_it_in(self):
         config = self.make_config()
-        enable_magcache(config, SKIPPING)
+        magcache = skipping(self.steps)
+        enable_magcache(config, magcache)
         assert isinstance(config.pipeline_cls, CachedPipeline) and config.enable_magcache
         pipeline = self.make_pipeline(config)
         self.generate(pipeline)
-        assert get_stats(pipeline).skipped_steps == [1, 3, 5]
+        assert get_stats(pipeline).skipped_steps == magcache.plan(self.steps).skipped_steps
 
     def test_pab_runs(self):
         plain, _ = self.generate(self.make_pipeline())
         config = enable_pab(self.make_config())
-        assert type(config.pab_config).__name__ == self.family.default_pab_config(config).__class__.__name__
+        assert type(config.pab_config) is type(self.family.default_pab_config(config))
         try:
             broadcast, _ = self.generate(self.make_pipeline(config))
         finally:

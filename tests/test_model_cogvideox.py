@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 import torch
-from conformance import SKIPPING, STEPS, Conformance
+from conformance import STEPS, Conformance, skipping
 
 from magcache_videosys import TeaCacheConfig, enable_magcache, get_stats
 from magcache_videosys.hooks import get_cache
@@ -67,7 +67,7 @@ def test_the_encoder_stream_of_a_skipped_step_never_reaches_the_output(fixture):
 
     def run(encoder_on_skip):
         pipeline = fixture.make_pipeline()
-        enable_magcache(pipeline, SKIPPING)
+        enable_magcache(pipeline, skipping())
         cache = get_cache(pipeline.transformer)
         blocks = cache.binding.blocks
         seen = {}
