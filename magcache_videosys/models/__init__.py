@@ -13,11 +13,12 @@ from torch import nn
 
 from .base import ModelFamily, RunInfo, StackBinding
 from .cogvideox import CogVideoX
+from .latte import Latte
 from .opensora import OpenSora
 from .opensora_plan import OpenSoraPlan
 from .pixart import PixArt
 
-FAMILIES: list[ModelFamily] = [OpenSora(), OpenSoraPlan(), CogVideoX(), PixArt()]
+FAMILIES: list[ModelFamily] = [OpenSora(), OpenSoraPlan(), Latte(), CogVideoX(), PixArt()]
 
 
 class UnsupportedModelError(TypeError):
