@@ -8,7 +8,9 @@ import torch
 from conformance import STEPS, Conformance
 
 from magcache_videosys import TeaCacheConfig, enable_magcache
+from magcache_videosys.models import find_family
 from magcache_videosys.models.latte import Latte
+from magcache_videosys.models.opensora_plan import OpenSoraPlan
 
 pytestmark = pytest.mark.videosys
 
@@ -40,6 +42,7 @@ class TestLatte(Conformance):
 
 def test_a_call_without_the_temporal_blocks_is_refused():
     pipeline = TestLatte().make_pipeline()
+    assert find_family(pipeline.transformer).name == "latte" and not OpenSoraPlan().matches(pipeline.transformer)
     enable_magcache(pipeline, "opensora-fast")
     with pytest.raises(ValueError, match="enable_temporal_attentions=False: its temporal blocks, half of the block"):
         pipeline.generate(

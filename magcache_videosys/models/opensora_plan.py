@@ -9,11 +9,19 @@ One pipeline class serves two versions, chosen by ``OpenSoraPlanConfig(version=.
   training) every block also runs a second, image chain in the same call; that is refused.
   The pipeline passes ``all_timesteps=`` (the scheduler's ``timesteps``, a new tensor every run),
   which the forward takes in ``**kwargs`` and does not use: it identifies the run.
+- v1.1 (``LatteT2V`` of ``open_sora_plan_v110_transformer_3d``; Latte's class has the same name and
+  is told apart by module): Latte's stack, S0 T0 S1 T1 ... with the layout changed between blocks
+  and ``temp_pos_embed`` added before T0 (``latte.py`` says why the residual region is right).
+  Its sampler is PNDM, whose warm-up (Runge-Kutta) makes ``num_inference_steps + 9`` iterations of
+  the sampling loop, one transformer call each. The schedule speaks of those iterations: a run has
+  ``len(scheduler.timesteps)`` steps (the length of ``all_timesteps``), and a ratio table, a plan
+  and ``get_stats`` all count them.
 
-TeaCache has no reference or published coefficients for v1.2; the signal is block 0's modulated
-input (as for the PixArt-style blocks of Open-Sora and Latte), so coefficients fitted elsewhere can
-be given as ``TeaCacheConfig(coefficients=[...])``. No MagCache ratio table is published; make one
-with ``python -m magcache_videosys calibrate --model opensora-plan ...`` (real weights, one prompt).
+TeaCache reads block 0's modulated input. Its reference and published coefficients exist for v1.1
+only; it computes the first and last steps (``TeaCacheConfig(compute_last_step=True)``). For v1.2
+coefficients fitted elsewhere can be given as ``TeaCacheConfig(coefficients=[...])``. No MagCache
+ratio table is published for either; make one with ``python -m magcache_videosys calibrate --model
+opensora-plan ...`` (real weights, one prompt, per version and step count).
 """
 
 from __future__ import annotations
@@ -32,21 +40,29 @@ from .base import (
     parallel_all_reduce,
     position,
 )
+from .latte import latte_binding
 
 TINY_FRAMES = 9  # 3 latent frames: the Causal VAE keeps the first frame and compresses the rest 4x
 
 
 class OpenSoraPlan(ModelFamily):
     name = "opensora-plan"
-    description = "Open-Sora-Plan v1.2 OpenSoraT2V (VideoSys OpenSoraPlanPipeline)"
-    model_classes = ("OpenSoraT2V",)
+    description = "Open-Sora-Plan v1.2 OpenSoraT2V and v1.1 LatteT2V (VideoSys OpenSoraPlanPipeline)"
+    model_classes = ("OpenSoraT2V", "LatteT2V")
     pipeline_classes = ("OpenSoraPlanPipeline",)
     config_class = "OpenSoraPlanConfig"
     # v1.2's; default_pab_config picks by the config's version.
     pab_config_class = "OpenSoraPlanV120PABConfig"
+    # Fitted by the TeaCache authors for v1.1; eval/teacache/experiments/opensora_plan.py:191 of
+    # github.com/ali-vilab/TeaCache.
+    teacache_coefficients = {
+        "opensora-plan-v1.1": (2.05943668e05, -1.48759286e04, 3.06085986e02, 1.31418080e00, 2.39658469e-03),
+    }
 
     def matches(self, module: nn.Module) -> bool:
-        return super().matches(module) and len(getattr(module, "transformer_blocks", ())) > 0
+        if not super().matches(module) or len(getattr(module, "transformer_blocks", ())) == 0:
+            return False
+        return type(module).__name__ == "OpenSoraT2V" or _is_v110(module)
 
     def default_pab_config(self, config: Any) -> Any:
         from ..videosys_compat import import_videosys
@@ -55,6 +71,8 @@ class OpenSoraPlan(ModelFamily):
         return getattr(import_videosys(), name)()
 
     def bind(self, module: nn.Module) -> StackBinding:
+        if _is_v110(module):
+            return latte_binding(module)
         images = position(module, "use_image_num")
 
         def run_info(args: tuple, kwargs: dict) -> RunInfo | None:
@@ -77,52 +95,69 @@ class OpenSoraPlan(ModelFamily):
         )
 
     def tiny_pipeline(self, config: Any = None, seed: int = 0, **config_kwargs: Any) -> Any:
-        """An OpenSoraPlanPipeline with tiny components for ``config.num_frames`` frames at 64x64
-        (without a config: v1.2, 9 frames, no VAE tiling)."""
+        """An OpenSoraPlanPipeline of ``config.version`` with tiny components for
+        ``config.num_frames`` frames at 64x64 (without a config: 9 frames, no VAE tiling; the
+        version from ``config_kwargs``, v1.2 by default)."""
         from ..tiny import init_single_process_group, tiny_text_encoder
         from ..videosys_compat import import_videosys
 
         videosys = import_videosys()
         init_single_process_group()
         if config is None:
-            config = videosys.OpenSoraPlanConfig(**{"enable_tiling": False, **config_kwargs})
+            settings = {"enable_tiling": False, **config_kwargs}
+            if settings.get("version") == "v110":
+                settings.setdefault("transformer_type", "65x512x512")
+            config = videosys.OpenSoraPlanConfig(**settings)
             config.num_frames = TINY_FRAMES  # the frame count the pipeline reads; checked only in __init__
-        if config.version != "v120":
-            raise ValueError(f"the tiny Open-Sora-Plan pipeline is built for version v120, not {config.version}.")
+        latent_frames = (config.num_frames - 1) // 4 + 1
         text_encoder, tokenizer = tiny_text_encoder(seed=seed)
+        transformer = _tiny_transformer(config.version, latent_frames, seed, text_encoder.config.d_model)
         return config.pipeline_cls(
             config,
             tokenizer=tokenizer,
             text_encoder=text_encoder,
-            vae=_tiny_causal_vae(seed),
-            transformer=_tiny_opensora_t2v((config.num_frames - 1) // 4 + 1, seed),
-            scheduler=None,  # the pipeline's own: Euler ancestral
+            vae=_tiny_causal_vae(config.version, seed),
+            transformer=transformer,
+            scheduler=None,  # the pipeline's own: Euler ancestral (v1.2), PNDM (v1.1)
             device=torch.device("cpu"),
             dtype=torch.float32,
         )
 
 
-def _tiny_causal_vae(seed: int) -> nn.Module:
-    """The pipeline's ``CausalVAEModelWrapper`` around a small random v1.2 ``CausalVAEModel`` (4x8x8
-    compression, as the real one); the wrapper's constructor always downloads, so it is not called."""
-    from videosys.models.autoencoders import autoencoder_kl_open_sora_plan_v120 as vae_module
+def _is_v110(module: nn.Module) -> bool:
+    return type(module).__name__ == "LatteT2V" and type(module).__module__.endswith(
+        ".open_sora_plan_v110_transformer_3d"
+    )
+
+
+def _tiny_causal_vae(version: str, seed: int) -> nn.Module:
+    """The pipeline's ``CausalVAEModelWrapper`` around a small random ``CausalVAEModel`` of the
+    version (4x8x8 compression, as the real ones); the wrapper's constructor always downloads, so
+    it is not called."""
+    if version == "v110":
+        from videosys.models.autoencoders import autoencoder_kl_open_sora_plan_v110 as vae_module
+    else:
+        from videosys.models.autoencoders import autoencoder_kl_open_sora_plan_v120 as vae_module
 
     torch.manual_seed(seed)
-    vae = vae_module.CausalVAEModel(
-        hidden_size=32,  # GroupNorm has 32 groups
-        hidden_size_mult=(1, 1, 1, 1),
-        num_res_blocks=1,
-        z_channels=4,
-        embed_dim=4,
-        # The constructor's defaults name classes the v1.2 module does not define; these it does
+    small = dict(hidden_size=32, hidden_size_mult=(1, 1, 1, 1), num_res_blocks=1, z_channels=4, embed_dim=4)
+    if version != "v110":
+        # The v1.2 constructor's defaults name classes its module does not define; these it does
         # (the released v1.2 VAE config's).
-        encoder_attention="AttnBlock3DFix",
-        decoder_attention="AttnBlock3DFix",
-        encoder_spatial_downsample=("Downsample", "Spatial2xTime2x3DDownsample", "Spatial2xTime2x3DDownsample", ""),
-        encoder_temporal_downsample=("", "", "", ""),
-        decoder_spatial_upsample=("", "SpatialUpsample2x", "Spatial2xTime2x3DUpsample", "Spatial2xTime2x3DUpsample"),
-        decoder_temporal_upsample=("", "", "", ""),
-    )
+        small.update(
+            encoder_attention="AttnBlock3DFix",
+            decoder_attention="AttnBlock3DFix",
+            encoder_spatial_downsample=("Downsample", "Spatial2xTime2x3DDownsample", "Spatial2xTime2x3DDownsample", ""),
+            encoder_temporal_downsample=("", "", "", ""),
+            decoder_spatial_upsample=(
+                "",
+                "SpatialUpsample2x",
+                "Spatial2xTime2x3DUpsample",
+                "Spatial2xTime2x3DUpsample",
+            ),
+            decoder_temporal_upsample=("", "", "", ""),
+        )
+    vae = vae_module.CausalVAEModel(**small)  # hidden_size 32: its GroupNorms have 32 groups
     wrapper = vae_module.CausalVAEModelWrapper.__new__(vae_module.CausalVAEModelWrapper)
     nn.Module.__init__(wrapper)
     wrapper.vae = vae.eval()
@@ -132,24 +167,29 @@ def _tiny_causal_vae(seed: int) -> nn.Module:
     return wrapper
 
 
-def _tiny_opensora_t2v(latent_frames: int, seed: int) -> nn.Module:
-    """A random-weight ``OpenSoraT2V`` for 8x8 latents (64x64 pixels)."""
-    from videosys.models.transformers.open_sora_plan_v120_transformer_3d import OpenSoraT2V
-
+def _tiny_transformer(version: str, latent_frames: int, seed: int, caption_channels: int) -> nn.Module:
+    """A random-weight ``OpenSoraT2V`` (v1.2) or v1.1 ``LatteT2V`` for 8x8 latents (64x64 pixels)."""
     torch.manual_seed(seed)
-    model = OpenSoraT2V(
+    common = dict(
         num_attention_heads=2,
-        attention_head_dim=24,  # RoPE3D splits each head in three even parts
         in_channels=4,
         out_channels=8,  # learned sigma: the pipeline keeps the first half
         num_layers=2,
-        cross_attention_dim=48,
         patch_size=2,
         patch_size_t=1,
         norm_type="ada_norm_single",
-        caption_channels=32,
+        caption_channels=caption_channels,
         sample_size=[8, 8],
-        sample_size_t=latent_frames,
-        use_rope=True,
     )
+    if version == "v110":
+        from videosys.models.transformers.open_sora_plan_v110_transformer_3d import LatteT2V
+
+        model = LatteT2V(**common, attention_head_dim=16, cross_attention_dim=32, video_length=latent_frames)
+    else:
+        from videosys.models.transformers.open_sora_plan_v120_transformer_3d import OpenSoraT2V
+
+        # RoPE3D splits each head in three even parts
+        model = OpenSoraT2V(
+            **common, attention_head_dim=24, cross_attention_dim=48, sample_size_t=latent_frames, use_rope=True
+        )
     return model.eval()
