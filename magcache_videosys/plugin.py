@@ -48,7 +48,10 @@ class CachedPipeline:
         self.pipeline_cls = pipeline_cls
 
     def __call__(self, config: Any, *args: Any, **kwargs: Any) -> Any:
-        pipeline = self.pipeline_cls(config, *args, **kwargs)
+        return self.install(config, self.pipeline_cls(config, *args, **kwargs))
+
+    def install(self, config: Any, pipeline: Any) -> Any:
+        """What every rank does to its freshly built pipeline (also for one built another way)."""
         if getattr(config, "enable_pab", False):
             family_of_pipeline(self.pipeline_cls).prepare_pab(pipeline)
         for method in METHODS.values():

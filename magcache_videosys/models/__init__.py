@@ -17,8 +17,9 @@ from .latte import Latte
 from .opensora import OpenSora
 from .opensora_plan import OpenSoraPlan
 from .pixart import PixArt
+from .vchitect import Vchitect
 
-FAMILIES: list[ModelFamily] = [OpenSora(), OpenSoraPlan(), Latte(), CogVideoX(), PixArt()]
+FAMILIES: list[ModelFamily] = [OpenSora(), OpenSoraPlan(), Latte(), CogVideoX(), Vchitect(), PixArt()]
 
 
 class UnsupportedModelError(TypeError):
