@@ -102,6 +102,12 @@ class ModelFamily:
     def prepare_pab(self, pipeline: Any) -> None:
         """Whatever VideoSys's own PAB needs on a built pipeline of this family to run (nothing by default)."""
 
+    def tiny_pipeline(self, config: Any = None, seed: int = 0, **config_kwargs: Any) -> Any:
+        """This family's VideoSys pipeline on the CPU in float32 with tiny random-weight components,
+        built offline (tests and ``--tiny`` runs); ``config`` is built from ``config_kwargs`` when
+        not given, and a caching method enabled on it is installed as on every rank."""
+        raise NotImplementedError(f"{self.description} has no tiny pipeline")
+
     def default_pab_config(self, config: Any) -> Any:
         """A fresh instance of this family's VideoSys PAB config for ``config`` (VideoSys's default
         argument is one instance shared by every config, which keeps PAB's stored MLP outputs)."""
@@ -110,12 +116,6 @@ class ModelFamily:
         from ..videosys_compat import import_videosys
 
         return getattr(import_videosys(), self.pab_config_class)()
-
-    def tiny_pipeline(self, config: Any = None, seed: int = 0, **config_kwargs: Any) -> Any:
-        """This family's VideoSys pipeline on the CPU in float32 with tiny random-weight components,
-        built offline (tests and ``--tiny`` runs); ``config`` is built from ``config_kwargs`` when
-        not given, and a caching method enabled on it is installed as on every rank."""
-        raise NotImplementedError(f"{self.description} has no tiny pipeline")
 
 
 # --- helpers several families share ------------------------------------------------------------
