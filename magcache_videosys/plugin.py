@@ -48,7 +48,10 @@ class CachedPipeline:
         self.pipeline_cls = pipeline_cls
 
     def __call__(self, config: Any, *args: Any, **kwargs: Any) -> Any:
-        pipeline = self.pipeline_cls(config, *args, **kwargs)
+        return self.install(config, self.pipeline_cls(config, *args, **kwargs))
+
+    def install(self, config: Any, pipeline: Any) -> Any:
+        """What every rank does to its freshly built pipeline (also for one built another way)."""
         if getattr(config, "enable_pab", False):
             family_of_pipeline(self.pipeline_cls).prepare_pab(pipeline)
         for method in METHODS.values():
@@ -245,9 +248,7 @@ def enable_pab(config: Any, pab_config: Any = None) -> Any:
                 f"stack and do not combine. Call disable_{other.name}(config) first, or compare them as separate runs."
             )
     if pab_config is None:
-        from .videosys_compat import import_videosys
-
-        pab_config = getattr(import_videosys(), family.pab_config_class)()
+        pab_config = family.default_pab_config(config)
     config.enable_pab = True
     config.pab_config = pab_config
     _wrap_pipeline_cls(config)

@@ -60,10 +60,11 @@ def tiny_stdit3(
     return model.eval()
 
 
-def tiny_text_encoder(d_model: int = 32, seed: int = 0) -> tuple[nn.Module, Any]:
-    """A two-layer T5 encoder and a character-level fast tokenizer."""
+def char_tokenizer(model_max_length: int | None = None) -> Any:
+    """A character-level fast tokenizer (no download): pad 0, end of sequence 1, unknown 2;
+    ``model_max_length`` for the pipelines that read the tokenizer's own limit."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+    from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "</s>", "<unk>"]
     chars = string.ascii_lowercase + string.digits + string.punctuation
@@ -73,9 +74,19 @@ def tiny_text_encoder(d_model: int = 32, seed: int = 0) -> tuple[nn.Module, Any]
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
     )
+    if model_max_length is not None:
+        tokenizer.model_max_length = model_max_length
+    return tokenizer
+
+
+def tiny_text_encoder(d_model: int = 32, seed: int = 0, model_max_length: int | None = None) -> tuple[nn.Module, Any]:
+    """A two-layer T5 encoder and the character-level tokenizer."""
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = char_tokenizer(model_max_length)
     torch.manual_seed(seed)
     config = T5Config(
-        vocab_size=len(vocab),
+        vocab_size=len(tokenizer),
         d_model=d_model,
         d_kv=8,
         d_ff=2 * d_model,

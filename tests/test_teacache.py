@@ -315,17 +315,15 @@ def test_ranks_that_split_a_call_decide_alike(tmp_path):
 
 
 def test_stdit3_sums_over_its_sequence_and_cfg_groups(monkeypatch):
-    from magcache_videosys.models import opensora
+    from magcache_videosys.models.base import parallel_all_reduce  # what Open-Sora's binding uses
 
     calls = []
     monkeypatch.setattr(torch.distributed, "all_reduce", lambda values, group: calls.append(group))
     manager = SimpleNamespace(sp_group="sp", cp_group=None)
-    opensora._all_reduce(SimpleNamespace(parallel_manager=manager), torch.zeros(2))
+    parallel_all_reduce(SimpleNamespace(parallel_manager=manager))(torch.zeros(2))
     manager.cp_group = "cp"
-    opensora._all_reduce(SimpleNamespace(parallel_manager=manager), torch.zeros(2))
-    opensora._all_reduce(
-        SimpleNamespace(parallel_manager=SimpleNamespace(sp_group=None, cp_group=None)), torch.zeros(2)
-    )
+    parallel_all_reduce(SimpleNamespace(parallel_manager=manager))(torch.zeros(2))
+    parallel_all_reduce(SimpleNamespace(parallel_manager=SimpleNamespace(sp_group=None, cp_group=None)))(torch.zeros(2))
     assert calls == ["sp", "sp", "cp"]
 
 

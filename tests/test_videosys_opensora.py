@@ -9,6 +9,7 @@ from __future__ import annotations
 import pickle
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -235,9 +236,9 @@ def test_magcache_config_class_is_a_videosys_config(videosys):
 def test_bad_targets_and_combinations(videosys):
     with pytest.raises(ValueError, match="PAB is enabled on this VideoSys config"):
         enable_magcache(videosys.OpenSoraConfig(enable_pab=True), "opensora-fast")
-    unsupported = "'LattePipeline' is not a supported VideoSys pipeline; supported: OpenSoraPipeline"
+    unsupported = "'OtherPipeline' is not a supported VideoSys pipeline; supported: OpenSoraPipeline, "
     with pytest.raises(UnsupportedModelError, match=unsupported):
-        enable_magcache(videosys.LatteConfig(), "opensora-fast")
+        enable_magcache(SimpleNamespace(pipeline_cls=type("OtherPipeline", (), {}), num_gpus=1), "opensora-fast")
     config = videosys.OpenSoraConfig()
     enable_magcache(config, "opensora-fast")
     with pytest.raises(RuntimeError, match="MagCache is already enabled on this config"):

@@ -12,10 +12,14 @@ from typing import Any
 from torch import nn
 
 from .base import ModelFamily, RunInfo, StackBinding
+from .cogvideox import CogVideoX
+from .latte import Latte
 from .opensora import OpenSora
+from .opensora_plan import OpenSoraPlan
 from .pixart import PixArt
+from .vchitect import Vchitect
 
-FAMILIES: list[ModelFamily] = [OpenSora(), PixArt()]
+FAMILIES: list[ModelFamily] = [OpenSora(), OpenSoraPlan(), Latte(), CogVideoX(), Vchitect(), PixArt()]
 
 
 class UnsupportedModelError(TypeError):

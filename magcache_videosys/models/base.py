@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -148,3 +149,57 @@ class ModelFamily:
         built offline (tests and ``--tiny`` runs); ``config`` is built from ``config_kwargs`` when
         not given, and a caching method enabled on it is installed as on every rank."""
         raise NotImplementedError(f"{self.description} has no tiny pipeline")
+
+    def default_pab_config(self, config: Any) -> Any:
+        """A fresh instance of this family's VideoSys PAB config for ``config`` (VideoSys's default
+        argument is one instance shared by every config, which keeps PAB's stored MLP outputs)."""
+        if self.pab_config_class is None:
+            raise ValueError(f"{self.description} has no VideoSys PAB config; PAB is VideoSys's own.")
+        from ..videosys_compat import import_videosys
+
+        return getattr(import_videosys(), self.pab_config_class)()
+
+
+# --- helpers several families share ------------------------------------------------------------
+def position(module: nn.Module, name: str) -> int | None:
+    """Index of parameter ``name`` among the positional arguments of ``module``'s class forward
+    (``self`` not counted; read from the class, so wrappers on the instance do not hide it)."""
+    params = list(inspect.signature(type(module).forward).parameters)[1:]
+    return params.index(name) if name in params else None
+
+
+def call_arg(args: tuple, kwargs: dict, index: int | None, name: str) -> Any:
+    """A call argument given positionally at ``index`` or by keyword ``name`` (None if neither)."""
+    if index is not None and len(args) > index:
+        return args[index]
+    return kwargs.get(name)
+
+
+def ada_norm_single_input(block: nn.Module, x_name: str, t_name: str) -> Callable[[tuple, dict], torch.Tensor]:
+    """TeaCache's signal for the PixArt-style blocks (``ada_norm_single``: Open-Sora's STDiT3,
+    Open-Sora-Plan, Latte): the block's attention input before attention, ``norm1(x)`` modulated
+    with the shift and scale that its ``scale_shift_table`` and the timestep argument give."""
+    x_index, t_index = position(block, x_name), position(block, t_name)
+
+    def modulated_input(args: tuple, kwargs: dict) -> torch.Tensor:
+        x = call_arg(args, kwargs, x_index, x_name)
+        t = call_arg(args, kwargs, t_index, t_name)
+        shift, scale = (block.scale_shift_table[None] + t.reshape(x.shape[0], 6, -1)).chunk(6, dim=1)[:2]
+        return block.norm1(x) * (1 + scale) + shift
+
+    return modulated_input
+
+
+def parallel_all_reduce(module: nn.Module, groups: Sequence[str] = ("sp_group", "cp_group")) -> Callable:
+    """Sums a small tensor in place over the VideoSys parallel groups of ``module`` that split one
+    model call (sequence parallelism shards the tokens, CFG parallelism the [cond, uncond] batch),
+    so data-dependent decisions agree on every rank; on one device there is no group and nothing to do."""
+
+    def all_reduce(values: torch.Tensor) -> None:
+        manager = getattr(module, "parallel_manager", None)
+        for name in groups:
+            group = getattr(manager, name, None)
+            if group is not None:
+                torch.distributed.all_reduce(values, group=group)
+
+    return all_reduce

@@ -13,14 +13,22 @@ passes ``all_timesteps`` on to the blocks, upstream does not.
 from __future__ import annotations
 
 import argparse
-import inspect
 import re
 from typing import Any, Callable
 
-import torch
 from torch import nn
 
-from .base import Generation, GenerationOption, ModelFamily, RunInfo, StackBinding
+from .base import (
+    Generation,
+    GenerationOption,
+    ModelFamily,
+    RunInfo,
+    StackBinding,
+    ada_norm_single_input,
+    call_arg,
+    parallel_all_reduce,
+    position,
+)
 
 _FEEDS_TIMESTEPS = "_magcache_videosys_feeds_all_timesteps"
 
@@ -145,52 +153,16 @@ class OpenSora(ModelFamily):
             blocks=blocks,
             run_info=run_info,
             hidden_name="x",
-            modulated_input=_modulated_input(module.spatial_blocks[0]),
-            all_reduce=lambda values: _all_reduce(module, values),
+            # STDiT3Block's t2i_modulate: norm1(x) modulated by its scale_shift_table and t (after t_block)
+            modulated_input=ada_norm_single_input(module.spatial_blocks[0], "x", "t"),
+            all_reduce=parallel_all_reduce(module),
         )
-
-
-def _modulated_input(first: nn.Module) -> Callable[[tuple, dict], torch.Tensor]:
-    """The first spatial block's attention input before attention: ``norm1(x)`` modulated with
-    the shift and scale its ``scale_shift_table`` and ``t`` give (STDiT3Block's ``t2i_modulate``)."""
-    t_index = _position(first, "t")
-
-    def modulated_input(args: tuple, kwargs: dict) -> torch.Tensor:
-        x = args[0] if args else kwargs["x"]
-        t = args[t_index] if t_index is not None and len(args) > t_index else kwargs["t"]
-        shift, scale = (first.scale_shift_table[None] + t.reshape(x.shape[0], 6, -1)).chunk(6, dim=1)[:2]
-        return first.norm1(x) * (1 + scale) + shift
-
-    return modulated_input
-
-
-def _all_reduce(module: nn.Module, values: torch.Tensor) -> None:
-    # Sequence parallelism shards the tokens, CFG parallelism the [cond, uncond] batch: summing over
-    # both groups gives every rank the same numbers. No group on one device: nothing to do.
-    manager = getattr(module, "parallel_manager", None)
-    for group in (getattr(manager, "sp_group", None), getattr(manager, "cp_group", None)):
-        if group is not None:
-            torch.distributed.all_reduce(values, group=group)
-
-
-def _position(block: nn.Module, name: str) -> int | None:
-    """Index of ``name`` among a block's positional call arguments (``self`` not counted)."""
-    params = list(inspect.signature(type(block).forward).parameters)[1:]
-    return params.index(name) if name in params else None
 
 
 def _timesteps_reader(module: nn.Module) -> Callable[[tuple, dict], Any]:
     """Reads ``all_timesteps`` from a transformer call: a keyword upstream, positional in the older copy."""
-    params = list(inspect.signature(module.forward).parameters)
-    position = params.index("all_timesteps") if "all_timesteps" in params else None
-
-    def timesteps_of(args: tuple, kwargs: dict) -> Any:
-        timesteps = kwargs.get("all_timesteps")
-        if timesteps is None and position is not None and len(args) > position:
-            timesteps = args[position]
-        return timesteps
-
-    return timesteps_of
+    index = position(module, "all_timesteps")
+    return lambda args, kwargs: call_arg(args, kwargs, index, "all_timesteps")
 
 
 def feed_all_timesteps(module: nn.Module) -> None:
@@ -211,12 +183,12 @@ def feed_all_timesteps(module: nn.Module) -> None:
 
     module.register_forward_pre_hook(remember, with_kwargs=True)
     for block in [*module.spatial_blocks, *module.temporal_blocks]:
-        position = _position(block, "all_timesteps")
-        if position is None:
+        index = position(block, "all_timesteps")
+        if index is None:
             continue
 
-        def fill(_: nn.Module, args: tuple, kwargs: dict, position: int = position) -> tuple[tuple, dict] | None:
-            if len(args) > position or kwargs.get("all_timesteps") is not None:
+        def fill(_: nn.Module, args: tuple, kwargs: dict, index: int = index) -> tuple[tuple, dict] | None:
+            if len(args) > index or kwargs.get("all_timesteps") is not None:
                 return None
             return args, {**kwargs, "all_timesteps": current["timesteps"]}
 
