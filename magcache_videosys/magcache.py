@@ -197,7 +197,7 @@ class MagCachePolicy:
         if self._prev is not None and self._prev.shape == current.shape:
             token_ratio = norm / self._prev_norm
             cosine = 1.0 - F.cosine_similarity(current, self._prev, dim=-1, eps=1e-8)
-            measured = (token_ratio.mean(), token_ratio.std(), cosine.mean())
+            measured = {"ratio": token_ratio.mean(), "ratio_std": token_ratio.std(), "cosine_distance": cosine.mean()}
         self._prev, self._prev_norm = current, norm
         return measured
 

@@ -186,15 +186,3 @@ def tiny_opensora_pipeline(config: Any = None, seed: int = 0, **config_kwargs: A
     if config is None:
         config = videosys.OpenSoraConfig(**config_kwargs)
     return config.pipeline_cls(config, device=torch.device("cpu"), dtype=torch.float32, **tiny_components(seed))
-
-
-def generate_with_config(config: Any, prompt: str, seed: int = 0, **generate_kwargs: Any) -> dict[str, Any]:
-    """Build the tiny pipeline from ``config`` (as an engine rank would), generate one video and
-    return the run's statistics; used to check that a config carries MagCache into a new process."""
-    from .hooks import get_cache
-
-    pipeline = tiny_opensora_pipeline(config, seed=seed)
-    pipeline.generate(prompt, seed=seed, **{"verbose": False, **generate_kwargs})
-    cache = get_cache(pipeline.transformer)
-    stats = cache.latest_stats() if cache is not None else None
-    return {"pipeline_cls": repr(config.pipeline_cls), "stats": None if stats is None else stats.to_dict()}

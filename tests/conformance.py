@@ -284,10 +284,12 @@ class Conformance:
         stats = get_stats(pipeline)
         assert stats.calibrating and stats.complete and stats.skipped_steps == []
         assert torch.equal(calibrated, plain)
-        assert len(stats.ratio) == len(stats.ratio_std) == len(stats.cosine_distance) == self.steps - 1
-        assert all(math.isfinite(r) and r > 0 for r in stats.ratio)
-        assert all(math.isfinite(s) and s >= 0 for s in stats.ratio_std)
-        assert all(0 <= c <= 2 for c in stats.cosine_distance)
+        measured = stats.measured
+        assert sorted(measured) == ["cosine_distance", "ratio", "ratio_std"]
+        assert all(len(values) == self.steps - 1 for values in measured.values())
+        assert all(math.isfinite(r) and r > 0 for r in measured["ratio"])
+        assert all(math.isfinite(s) and s >= 0 for s in measured["ratio_std"])
+        assert all(0 <= c <= 2 for c in measured["cosine_distance"])
 
     def test_teacache_runs_and_its_statistics_say_what_ran(self):
         pipeline = self.make_pipeline()

@@ -136,8 +136,9 @@ def test_interrupted_run_then_new_run(make_pipeline):
 
 
 def test_config_carries_teacache_to_every_rank(videosys, make_pipeline):
+    from videosys_helpers import generate_with_config
+
     from magcache_videosys.configs import OpenSoraConfig
-    from magcache_videosys.tiny import generate_with_config
     from magcache_videosys.videosys_compat import import_videosys
 
     config = videosys.OpenSoraConfig()

@@ -149,7 +149,7 @@ CALIBRATION_FILE = "ratio_table.json"
 def _calibration_extra(stats: RunStats | None) -> dict[str, Any]:
     if stats is None:
         return {}
-    return {"ratio": stats.ratio, "ratio_std": stats.ratio_std, "cosine_distance": stats.cosine_distance}
+    return stats.measured
 
 
 def save_calibration(out_dir: Path, records: list[VideoRecord]) -> list[Path]:
