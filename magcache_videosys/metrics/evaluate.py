@@ -25,6 +25,7 @@ import torch
 
 from ..atomic import write_csv_atomic, write_json_atomic
 from .errors import MetricsError
+from .frame_table import FrameTable
 from .fused import fused_enabled
 from .lpips import MIN_SIZE as LPIPS_MIN_SIZE
 from .lpips import LPIPSAlex, load_lpips
@@ -90,16 +91,23 @@ class FrameScorer:
         return {name: self._functions[name](reference, generated).cpu() for name in self.metrics}
 
 
-@dataclass
+@dataclass(frozen=True)
 class VideoScore:
-    """Per-frame values of one video pair."""
+    """One video pair: its mean per metric, and where its per-frame values are in the result's table."""
 
     name: str
     frames: int
-    values: dict[str, np.ndarray]
+    means: dict[str, float]
+    table: FrameTable = field(repr=False, compare=False)
+    start: int = 0
+
+    @property
+    def values(self) -> dict[str, np.ndarray]:
+        """Per-frame values by metric (copies)."""
+        return {m: self.table.view(m, self.start, self.frames).copy() for m in self.table.metrics}
 
     def mean(self, metric: str) -> float:
-        return float(self.values[metric].mean())
+        return self.means[metric]
 
 
 @dataclass
@@ -113,13 +121,25 @@ class PairResult:
     missing_in_reference: tuple[str, ...] = ()
     videos: list[VideoScore] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    table: FrameTable = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.table = FrameTable(self.metrics)
+
+    def add(self, name: str, values: dict[str, np.ndarray]) -> VideoScore:
+        """Record one video's per-frame values (``(frames,)`` per metric)."""
+        means = {m: float(values[m].mean()) for m in self.metrics}
+        start = self.table.append(values)
+        video = VideoScore(name, len(values[self.metrics[0]]), means, self.table, start)
+        self.videos.append(video)
+        return video
 
     def per_frame_index(self, metric: str) -> np.ndarray:
         """Mean over videos at each frame index (videos shorter than an index do not count there)."""
         longest = max(video.frames for video in self.videos)
         sums, counts = np.zeros(longest), np.zeros(longest)
         for video in self.videos:
-            sums[: video.frames] += video.values[metric]
+            sums[: video.frames] += self.table.view(metric, video.start, video.frames)
             counts[: video.frames] += 1
         return sums / counts
 
@@ -353,7 +373,7 @@ def evaluate(
                         continue
                     chunk = batch_size or default_batch_size(device, generated.shape[1], generated.shape[2])
                     values = score_video(scorer, aligned, generated, chunk, compute_pool)
-                    results[i].videos.append(VideoScore(name, generated.shape[0], values))
+                    results[i].add(name, values)
                     frames_done += generated.shape[0]
                 if first:  # the rate leaves out the first video, which pays for compiling and a cold start
                     frames_done, start, first = 0, time.perf_counter(), False
