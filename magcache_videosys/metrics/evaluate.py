@@ -108,7 +108,7 @@ class VideoScore:
     frames: int
     means: dict[str, float]
     table: FrameTable = field(repr=False, compare=False)
-    start: int = 0
+    start: int  # first column of its values in the table
 
     @property
     def values(self) -> dict[str, np.ndarray]:
