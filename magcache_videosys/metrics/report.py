@@ -22,6 +22,7 @@ from ..plots import save_png
 from ..records import WARMUP_RULE, Speedup, VideoRecord
 from .errors import MetricsError
 from .evaluate import PairResult
+from .video_io import VIDEO_SUFFIX, has_videos
 
 MANIFEST = records.MANIFEST
 LATENCIES = ("latency_total_s", "latency_transformer_s")
@@ -40,18 +41,25 @@ def batch_pairs(
 ) -> tuple[list[tuple[Path, list[Path]]], list[str]]:
     """Generated folders to compare with each reference folder, and notes on what was passed over.
 
-    A shell glob such as ``samples/*`` also matches the reference folder and stray files: both are
-    skipped, with a note.
+    A shell glob such as ``samples/*`` also matches the reference folder, stray files, and folders
+    without videos (empty, or a run that has not written any yet): all are passed over, the last two
+    with a note.
     """
-    notes = [f"skipping {g}: not a folder" for g in generated_dirs if not Path(g).is_dir()]
-    folders = [Path(g) for g in generated_dirs if Path(g).is_dir()]
+    notes, folders = [], []
+    for generated in map(Path, generated_dirs):
+        if not generated.is_dir():
+            notes.append(f"skipping {generated}: not a folder")
+        elif not has_videos(generated):
+            notes.append(f"skipping {generated}: no {VIDEO_SUFFIX} videos in it")
+        else:
+            folders.append(generated)
     pairs = []
     for reference in map(Path, reference_dirs):
         compared = [g for g in folders if g.resolve() != reference.resolve()]
         if compared:
             pairs.append((reference, compared))
     if not pairs:
-        raise MetricsError("no generated folder to compare with the reference folders")
+        raise MetricsError("no generated folder with videos to compare with the reference folders")
     return pairs, notes
 
 
