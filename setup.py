@@ -24,6 +24,7 @@ setup(
             "pytest>=7",
             "ruff==0.17.6",  # exact: formatting and rules change between releases
             "diffusers>=0.30,<1",
+            "transformers>=4.39,<5",  # the tiny T5 text encoders of the VideoSys-free model tests
             "matplotlib",
             "imageio",
             "imageio-ffmpeg",
