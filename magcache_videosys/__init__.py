@@ -10,14 +10,23 @@ from .plugin import (
     CachedPipeline,
     disable_magcache,
     disable_pab,
+    disable_schedule,
     disable_teacache,
     enable_magcache,
     enable_pab,
+    enable_schedule,
     enable_teacache,
     get_stats,
 )
 from .ratios import RatioTable, RatioTableError, load_ratio_table, shipped_tables
 from .schedule import plan_schedule
+from .static_schedule import (
+    ScheduleFileError,
+    StaticScheduleConfig,
+    apply_static_schedule,
+    load_schedule,
+    remove_static_schedule,
+)
 from .stats import RunStats
 from .teacache import PRESETS as TEACACHE_PRESETS
 from .teacache import TeaCacheConfig, apply_teacache, remove_teacache
@@ -52,22 +61,29 @@ __all__ = [
     "RatioTable",
     "RatioTableError",
     "RunStats",
+    "ScheduleFileError",
+    "StaticScheduleConfig",
     "TeaCacheConfig",
     "UnsupportedModelError",
     "VideoSysEngine",
     "apply_magcache",
+    "apply_static_schedule",
     "apply_teacache",
     "disable_magcache",
     "disable_pab",
+    "disable_schedule",
     "disable_teacache",
     "enable_magcache",
     "enable_pab",
+    "enable_schedule",
     "enable_teacache",
     "get_stats",
     "load_ratio_table",
+    "load_schedule",
     "plan_schedule",
     "register_family",
     "remove_magcache",
+    "remove_static_schedule",
     "remove_teacache",
     "shipped_tables",
     "supported_models",

@@ -170,7 +170,8 @@ class BlockStackCache:
             if self.num_steps is not None and steps != self.num_steps:
                 raise ValueError(
                     f"{self.policy.method} is configured for num_steps={self.num_steps} but this sampling run "
-                    f"has {steps} steps; set num_steps=None to follow the run, or match the sampler."
+                    f"has {steps} steps; match the sampler's step count, or (where the method follows runs) set "
+                    f"num_steps=None to follow the run."
                 )
         if key is not self.run_key or self.call + 1 >= self.run_calls:
             self._begin_run(key, steps)

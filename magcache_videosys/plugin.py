@@ -10,6 +10,7 @@ the other baseline, is turned on the same way (:func:`enable_pab`), never togeth
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,6 +19,7 @@ from torch import nn
 from .hooks import BlockStackCache, get_cache
 from .magcache import MagCacheConfig, apply_magcache
 from .models import ModelFamily, UnsupportedModelError, family_of_pipeline, find_family, supported_models
+from .static_schedule import StaticScheduleConfig, apply_static_schedule
 from .stats import RunStats
 from .teacache import TeaCacheConfig, apply_teacache
 
@@ -35,6 +37,7 @@ class Method:
 METHODS: dict[str, Method] = {
     "magcache": Method("magcache", MagCacheConfig, apply_magcache, "MagCache"),
     "teacache": Method("teacache", TeaCacheConfig, apply_teacache, "TeaCache"),
+    "schedule": Method("schedule", StaticScheduleConfig, apply_static_schedule, "Schedule"),
 }
 
 
@@ -100,9 +103,12 @@ def _transformer(target: Any) -> nn.Module:
 def _resolve(method: Method, cfg: Any) -> Any:
     if isinstance(cfg, str) and hasattr(method.config_type, "preset"):
         return method.config_type.preset(cfg)
+    if isinstance(cfg, (str, os.PathLike)) and hasattr(method.config_type, "load"):
+        return method.config_type.load(cfg)
     if not isinstance(cfg, method.config_type):
         raise TypeError(
-            f"enable_{method.name} takes a {method.config_type.__name__} or a preset name, got {type(cfg).__name__}."
+            f"enable_{method.name} takes a {method.config_type.__name__} or a "
+            f"{'file' if hasattr(method.config_type, 'load') else 'preset name'}, got {type(cfg).__name__}."
         )
     return cfg
 
@@ -219,6 +225,18 @@ def enable_teacache(target: Any, config: TeaCacheConfig | str) -> Any:
 def disable_teacache(target: Any) -> None:
     """Remove TeaCache from what :func:`enable_teacache` was given."""
     disable(target, "teacache")
+
+
+def enable_schedule(target: Any, config: StaticScheduleConfig | str | os.PathLike) -> Any:
+    """Enable a static skip schedule on a VideoSys config (before the engine exists), an engine with
+    one GPU, a pipeline, or a transformer. ``config`` is a :class:`StaticScheduleConfig` or a schedule
+    file (``magcache-videosys search`` writes one)."""
+    return enable(target, "schedule", config)
+
+
+def disable_schedule(target: Any) -> None:
+    """Remove the static schedule from what :func:`enable_schedule` was given."""
+    disable(target, "schedule")
 
 
 # --- PAB -------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def build_parser(family: ModelFamily) -> argparse.ArgumentParser:
     p.add_argument(
         "--out", required=True, type=Path, help="folder for the videos and manifest.jsonl (shared by all processes)"
     )
-    knobs = p.add_argument_group("method knobs (only --method magcache takes them)")
+    knobs = p.add_argument_group("method knobs (--method magcache, teacache and schedule take them)")
     add_knob_options(knobs, KNOBS)
     knobs.add_argument("--max-skip-steps", dest="K", type=KNOBS["K"].parse, default=None, help="same as --K")
 

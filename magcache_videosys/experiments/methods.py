@@ -14,8 +14,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..knobs import KNOBS
 from ..magcache import PRESETS, MagCacheConfig
-from ..plugin import enable_magcache, enable_pab, enable_teacache, get_stats
+from ..plugin import enable_magcache, enable_pab, enable_schedule, enable_teacache, get_stats
 from ..records import VideoRecord
+from ..static_schedule import StaticScheduleConfig
 from ..stats import RunStats
 from ..teacache import PRESETS as TEACACHE_PRESETS
 from ..teacache import TeaCacheConfig
@@ -267,5 +268,28 @@ register(
         PAB_FAST,
         "PAB with ranges spatial 5, temporal 7, cross 9 (the fastest Open-Sora setting of "
         "VideoSys's eval/pab script), else VideoSys's defaults",
+    )
+)
+
+
+# --- a static schedule (a searched mask, or any mask written as a schedule file) ----------------
+def _schedule_plan(cfg: StaticScheduleConfig, num_steps: int) -> list[int]:
+    try:
+        return cfg.computed_steps_for(num_steps)
+    except ValueError as exc:
+        raise MethodError(f"--method schedule: {exc}") from None
+
+
+register(
+    Method(
+        name="schedule",
+        help="a static skip mask from --schedule FILE (`magcache-videosys search` writes one); the run must have "
+        "the mask's step count",
+        make_config=lambda knobs: StaticScheduleConfig.load(knobs["schedule"]),
+        apply=enable_schedule,
+        knobs=("schedule",),
+        required=("schedule",),
+        plan=_schedule_plan,
+        stats=get_stats,
     )
 )
