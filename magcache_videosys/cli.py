@@ -1,7 +1,9 @@
 """``python -m magcache_videosys`` / ``magcache-videosys``: see a schedule before spending GPU hours.
 
-Subcommands: ``schedule`` (one setting, step by step), ``sweep`` (a grid of settings), ``calibrate``
-(measure a ratio table with VideoSys), ``ratios`` (the shipped tables and their provenance).
+Subcommands: ``schedule`` (one setting or a schedule file, step by step), ``sweep`` (a grid of
+settings), ``calibrate`` (measure a ratio table with VideoSys), ``search-calibrate`` (measure the
+segment errors a schedule search needs), ``search`` (the least-error mask for a budget of passes),
+``ratios`` (the shipped tables and their provenance).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .magcache import PRESETS, MagCacheConfig
 from .models import FAMILIES, family_named
 from .ratios import RESAMPLE_METHODS, RatioTable, RatioTableError, load_ratio_table, shipped_tables
 from .schedule import SchedulePlan, reaching_target, sweep
+from .static_schedule import StaticScheduleConfig
 
 PROG = "magcache-videosys"
 SETTING_KNOBS = ("threshold", "K", "retention_ratio", "ratio_power")
@@ -133,6 +136,8 @@ def _config_from_args(args: argparse.Namespace) -> tuple[MagCacheConfig, RatioTa
 
 # --- subcommands --------------------------------------------------------------------------------
 def cmd_schedule(args: argparse.Namespace) -> int:
+    if args.schedule is not None:
+        return _show_static_schedule(args)
     cfg, table = _config_from_args(args)
     plan = cfg.plan(table.num_steps)
     if args.json:
@@ -155,13 +160,35 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_static_schedule(args: argparse.Namespace) -> int:
+    """``schedule --schedule FILE``: the mask a run with ``--method schedule`` executes."""
+    given = [KNOBS[k].flag for k in SETTING_KNOBS if getattr(args, k) is not None]
+    given += [flag for flag, value in (("--preset", args.preset), ("--ratios", args.ratios)) if value is not None]
+    if given or args.resample is not None:
+        extra = ", ".join(given + (["--resample"] if args.resample is not None else []))
+        verb = "does" if len(given) + (args.resample is not None) == 1 else "do"
+        raise UsageError(f"--schedule is a fixed mask; {extra} {verb} not apply to it: drop {extra}.")
+    cfg = StaticScheduleConfig.load(args.schedule)
+    if args.steps is not None:
+        cfg.check_steps(args.steps)
+    if args.json:
+        print(json.dumps({**cfg.to_dict(), "predicted_speedup": cfg.predicted_speedup}, indent=2))
+        return 0
+    print(f"schedule {cfg.name} ({args.schedule}): a fixed mask of {cfg.num_steps} steps, K {cfg.max_skip_steps}")
+    print(f"{'step':>4}  action")
+    for t, skipped in enumerate(cfg.skip):
+        print(f"{t:>4}  {'skip' if skipped else 'compute'}")
+    print(_summary(cfg))
+    return 0
+
+
 def _retained(plan: SchedulePlan) -> int:
     from .schedule import retention_steps
 
     return max(1, retention_steps(plan.num_steps, plan.retention_ratio))
 
 
-def _summary(plan: SchedulePlan) -> str:
+def _summary(plan: SchedulePlan | StaticScheduleConfig) -> str:
     return (
         f"full transformer passes: {plan.num_computed} of {plan.num_steps} "
         f"(computed: {' '.join(map(str, plan.computed_steps))})\n"
@@ -284,6 +311,148 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search_calibrate(args: argparse.Namespace) -> int:
+    """Measure the segment errors a search needs, with the generation run's settings and pipeline."""
+    import tempfile
+
+    from .experiments.cli import USER_ERRORS
+    from .experiments.generation import VideoSysGenerator, preflight
+    from .experiments.runner import Options, make_plan
+    from .schedule import retention_steps
+    from .segment_errors import record_segment_errors, recording_passes, segments
+
+    check_output_file(args.out, "--out")
+    prompts = list(args.prompt or [])
+    if args.prompts:
+        from .experiments.prompts import load_prompts
+
+        prompts += load_prompts(args.prompts).prompts
+    if not prompts:
+        raise UsageError("give at least one --prompt (or --prompts FILE with one prompt a line).")
+    family = args.family
+    gen = family.generation
+    with tempfile.TemporaryDirectory(prefix="magcache-search-") as scratch:
+        options = Options(
+            method="base",
+            out=Path(scratch),
+            model=family.name,
+            prompts=tuple(prompts),
+            num_samples=args.num_samples,
+            seed=args.seed,
+            generation={o.name: getattr(args, o.name) for o in (*gen.options, *gen.weights)},
+            num_steps=args.steps,
+            cfg_scale=args.cfg_scale,
+            dtype=args.dtype,
+            tiny=args.tiny,
+        )
+        try:
+            plan = make_plan(options)
+        except USER_ERRORS as exc:
+            raise UsageError(str(exc)) from None
+        n = plan.settings.num_steps
+        first_start = max(1, retention_steps(n, args.retention_ratio)) - 1
+        todo = segments(n, args.K, first_start)
+        if not todo:
+            raise UsageError(
+                f"no segment to measure with {n} steps, K {args.K} and --retention-ratio {args.retention_ratio}."
+            )
+        passes = recording_passes(n, args.K, first_start)
+        samples = [(job.prompt, job.seed) for job in plan.jobs]
+        print(
+            f"{len(samples)} calibration video(s) x ({len(todo)} segments + 1 uncached run): {passes} full "
+            f"transformer passes per video ({passes / n:.1f} uncached runs; x2 where CFG runs as two calls), "
+            f"{passes * len(samples)} in all, for {n} steps, K <= {args.K}, segments from step {first_start}",
+            flush=True,
+        )
+        try:
+            preflight(plan)
+            generator = VideoSysGenerator(plan)
+        except USER_ERRORS as exc:
+            raise UsageError(str(exc)) from None
+        settings = plan.settings.to_dict()
+        errors = record_segment_errors(
+            generator.pipeline,
+            lambda prompt, seed: generator.generate(prompt, seed).video,
+            samples,
+            n,
+            args.K,
+            first_start,
+            provenance={"settings": settings, "source": f"{PROG} search-calibrate --model {family.name}"},
+        )
+        generator.close()
+    errors.save(args.out)
+    print(
+        f"wrote {args.out}: {len(errors.errors)} segment errors over {len(samples)} video(s), "
+        f"{errors.provenance['full_passes']} full passes in {errors.provenance['seconds']} s"
+    )
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """The least-error mask for a budget of passes, from a segment-error recording."""
+    from .search import search
+    from .segment_errors import SegmentErrors
+
+    for path, option in ((args.out, "--out"), (args.plot, "--plot")):
+        if path:
+            check_output_file(path, option)
+    if args.plot:
+        _require_matplotlib()
+    errors = SegmentErrors.load(args.errors)
+    k = errors.max_skip_steps if args.K is None else args.K
+    ratios = None if args.ratios is None else load_ratio_table(args.ratios)
+    if ratios is not None and ratios.num_steps != errors.num_steps:
+        raise UsageError(
+            f"table {ratios.name!r} is for {ratios.num_steps} steps but the recording for {errors.num_steps}; "
+            "give a table of the recording's step count."
+        )
+    name = Path(args.out).stem if args.out else f"searched-{args.passes}of{errors.num_steps}"
+    result = search(
+        errors,
+        args.passes,
+        k,
+        args.retention_ratio,
+        objective=args.objective,
+        ratios=None if ratios is None else ratios.powered(),
+        name=name,
+    )
+    schedule, mc = result.schedule, result.magcache
+    if args.out:
+        schedule.save(args.out)
+    if args.plot:
+        from .plots import plot_masks
+
+        rows = [(f"searched ({args.objective} {result.predicted:.3g})", schedule.skip)]
+        if mc is not None:
+            label = f"MagCache t={mc.threshold:g} ({mc.num_computed} passes, {result.magcache_predicted:.3g})"
+            rows.append((label, [st.skipped for st in mc.steps]))
+        title = f"{errors.num_steps} steps, {args.passes} passes, K {k}, retention {args.retention_ratio:g}"
+        plot_masks(rows, args.plot, title=f"{title}; predicted error ({errors.provenance.get('metric', 'mse')})")
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(
+        f"searched {args.passes} of {errors.num_steps} passes, K {k}, retention {args.retention_ratio:g}, "
+        f"objective {args.objective}"
+    )
+    print(f"  mask      {schedule.mask_text()}  (C computed, s skipped)")
+    print(f"  skipped   {' '.join(map(str, schedule.skipped_steps))}")
+    print(f"  predicted {args.objective} of segment mse: {result.predicted:.4g}")
+    if mc is None:
+        print("  MagCache: no ratio table to compare with (give --ratios TABLE)")
+    else:
+        print(
+            f"MagCache at threshold {mc.threshold:g}, K {mc.max_skip_steps}, retention {mc.retention_ratio:g}: "
+            f"{mc.num_computed} passes"
+        )
+        print(f"  mask      {''.join('s' if st.skipped else 'C' for st in mc.steps)}")
+        print(f"  predicted {args.objective} of segment mse: {result.magcache_predicted:.4g}")
+    for path in (args.out, args.plot):
+        if path:
+            print(f"wrote {path}")
+    return 0
+
+
 def _videos_folder(table: str) -> Path:
     """Where a calibration keeps its videos by default: beside the table, named after it."""
     path = Path(table)
@@ -326,8 +495,9 @@ def build_parser(model: str = "opensora") -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("schedule", help="step-by-step plan of one setting")
+    p = sub.add_parser("schedule", help="step-by-step plan of one setting, or of a schedule file")
     _add_setting_options(p)
+    add_knob_options(p, ["schedule"])
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_schedule)
 
@@ -388,6 +558,63 @@ def build_parser(model: str = "opensora") -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="offline CPU smoke run with tiny random-weight components")
     p.set_defaults(func=cmd_calibrate, family=family)
 
+    p = sub.add_parser(
+        "search-calibrate",
+        help="measure the segment errors a schedule search needs",
+        description="Generate each calibration video uncached, then once per cached segment (a computed step whose "
+        "residual the next 1..K steps reuse), restarted at the segment from the uncached run's transformer outputs, "
+        "and record the final video's mean squared error against the uncached one. Cost: about K * (N - s)^2 / 2 "
+        "full transformer passes per video (printed before the work). One GPU (or --tiny on the CPU).",
+    )
+    p.add_argument("--model", default=family.name, help=f"model family: {models} (default opensora)")
+    p.add_argument("--prompt", action="append", help="a calibration prompt (repeatable)")
+    p.add_argument("--prompts", help="a prompt file: one prompt a line, or the VBench JSON format")
+    p.add_argument("--num-samples", type=int_at_least(1), default=1, help="videos per prompt (default 1)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of sample 0; sample i uses seed + i")
+    p.add_argument("--steps", type=int_at_least(2), help=f"sampling steps (default {gen.steps})")
+    for option in gen.options:
+        p.add_argument(
+            option.flag, dest=option.name, type=option.parse, help=f"{option.help} (default {option.default})"
+        )
+    p.add_argument("--cfg-scale", type=finite_float, help=f"guidance scale (default {gen.cfg_scale})")
+    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), help=f"model dtype (default {gen.dtype})")
+    for weights in gen.weights:
+        p.add_argument(weights.flag, dest=weights.name, help=f"{weights.help} weights (default {weights.default})")
+    p.add_argument("--K", type=int_at_least(1), default=5, help="longest segment to measure, in skips (default 5)")
+    p.add_argument(
+        "--retention-ratio",
+        type=KNOBS["retention_ratio"].parse,
+        default=0.2,
+        help="leading fraction of steps a search will always compute; segments start at its last (default 0.2)",
+    )
+    p.add_argument("--out", required=True, help="segment-error file to write (JSON; its folder must exist)")
+    p.add_argument("--tiny", action="store_true", help="offline CPU smoke run with tiny random-weight components")
+    p.set_defaults(func=cmd_search_calibrate, family=family)
+
+    p = sub.add_parser(
+        "search",
+        help="the skip mask of least predicted error for a budget of full passes",
+        description="From a `search-calibrate` recording, find the mask with exactly --passes computed steps, at most "
+        "--K consecutive skips and the first steps retained, whose summed (or largest) segment error is least: an "
+        "exact dynamic program for that additive (or minimax) model of the final error. Compares MagCache's rule at "
+        "the same passes on the recording's calibrated ratio table (or --ratios).",
+    )
+    p.add_argument("--errors", required=True, help="the segment-error file `search-calibrate` wrote")
+    p.add_argument("--passes", required=True, type=int_at_least(1), help="full transformer passes (computed steps)")
+    p.add_argument("--K", type=int_at_least(1), help="most consecutive skipped steps (default: the recording's)")
+    p.add_argument(
+        "--retention-ratio",
+        type=KNOBS["retention_ratio"].parse,
+        default=0.2,
+        help="leading fraction of steps always computed (default 0.2)",
+    )
+    p.add_argument("--objective", choices=("sum", "max"), default="sum", help="sum (default) or max of segment errors")
+    p.add_argument("--ratios", help="ratio table for the MagCache comparison (default: the recording's own)")
+    p.add_argument("--out", help="write the schedule here (JSON, for --method schedule --schedule FILE)")
+    p.add_argument("--plot", help="write a PNG of the searched mask above MagCache's at the same passes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
     p = sub.add_parser("ratios", help="the ratio tables that ship with the package")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ratios)
@@ -405,7 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _model_of(argv: list[str]) -> str:
-    """The family ``calibrate --model NAME`` names, so its own options can be parsed."""
+    """The family ``calibrate`` or ``search-calibrate --model NAME`` names, so its own options can be parsed."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--model", default="opensora")
     model = pre.parse_known_args(argv)[0].model

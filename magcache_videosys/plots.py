@@ -164,3 +164,25 @@ def region_edges(inside: Sequence[Sequence[bool]]) -> list[tuple[tuple[float, fl
             if not marked(i, j + 1):
                 edges.append(((right, top), (right, bottom)))
     return edges
+
+
+def plot_masks(rows: Sequence[tuple[str, Sequence[bool]]], path: str | os.PathLike, title: str = "") -> Path:
+    """Skip masks one above the other, a cell a step: dark computed, light skipped; each row's label
+    names the schedule (and, say, its predicted error)."""
+    plt = figure_module()
+    num_steps = max(len(skip) for _, skip in rows)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.25 * num_steps, 0.9 + 0.45 * len(rows)), layout="constrained")
+    grid = [[0.5 if t >= len(skip) else (0.15 if skip[t] else 1.0) for t in range(num_steps)] for _, skip in rows]
+    ax.imshow(grid, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for r, (_, skip) in enumerate(rows):
+        for t, s in enumerate(skip):
+            ax.text(t, r, "s" if s else "C", ha="center", va="center", fontsize=7, color="black" if s else "white")
+    ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
+    ax.set_xticks(range(num_steps), [str(t) for t in range(num_steps)], fontsize=6)
+    ax.set_xlabel("step (C computed, s skipped: reuses the last computed step's residual)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    try:
+        return save_png(fig, path)
+    finally:
+        plt.close(fig)
