@@ -32,8 +32,8 @@ class SearchError(ValueError):
 def pass_range(num_steps: int, max_skip_steps: int, retain: int) -> tuple[int, int]:
     """The fewest and most full passes a mask can have under the constraints."""
     retain = max(1, retain)
-    rest = num_steps - retain
-    return retain + math.ceil(rest / (max_skip_steps + 1)), num_steps
+    rest = num_steps - retain  # after the last retained step: at most K skips between computed steps
+    return retain + max(0, math.ceil((rest - max_skip_steps) / (max_skip_steps + 1))), num_steps
 
 
 def mask_segments(skip: Sequence[bool]) -> list[tuple[int, int]]:
@@ -58,9 +58,9 @@ def _check(errors: SegmentErrors, passes: int, max_skip_steps: int, retain: int,
         )
     if retain - 1 < errors.first_start:
         raise SearchError(
-            f"{retain} retained step(s) leave step {retain} skippable, but the recording has segments from step "
-            f"{errors.first_start + 1} on; retain at least {errors.first_start + 1} steps, or record again with a "
-            f"smaller --retention-ratio."
+            f"{retain} retained step(s) let step {retain} be skipped, but the recording measured skips from step "
+            f"{errors.first_start + 1} on; retain at least {errors.first_start + 1} steps (a larger "
+            f"--retention-ratio), or record again with a smaller --retention-ratio."
         )
     low, high = pass_range(errors.num_steps, max_skip_steps, retain)
     if not low <= passes <= high:
