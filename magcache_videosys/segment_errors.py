@@ -26,9 +26,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .atomic import write_json_atomic
 from .hooks import get_cache
+from .magcache import MagCacheConfig
+from .plugin import disable_magcache, disable_schedule, enable_magcache, enable_schedule, get_stats
 from .ratios import RatioTable
 from .static_schedule import StaticScheduleConfig
 
@@ -241,11 +244,6 @@ def record_segment_errors(
     the transformer outputs to restart from, and the ratio table), then every segment with the
     static schedule that skips only its steps, restarted at its first step.
     """
-    from tqdm.auto import tqdm
-
-    from .magcache import MagCacheConfig
-    from .plugin import disable_magcache, enable_magcache, get_stats
-
     if not samples:
         raise ValueError("give at least one (prompt, seed) to calibrate on.")
     if max_skip_steps < 1 or not 0 <= first_start < num_steps - 1:
@@ -323,8 +321,6 @@ def _run_mask(
     branches: int,
 ) -> Any:
     """One run that skips ``skipped``, restarted at step ``restart`` from the kept outputs."""
-    from .plugin import disable_schedule, enable_schedule
-
     enable_schedule(pipeline, StaticScheduleConfig.from_steps(num_steps, list(skipped), name="segment"))
     replay.until = restart * branches
     try:
