@@ -1,14 +1,16 @@
 """Searched schedules against MagCache's greedy rule and TeaCache at equal passes, on held-out prompts.
 
 1. Segment errors (``magcache_videosys.segment_errors``) recorded on the *search* prompts and seeds,
-   K up to the largest budget's, retention 0.2; its uncached runs also give the model's own MagCache
-   ratio table.
-2. For each budget (passes, K): the searched mask (``magcache_videosys.search``), and with the
-   largest K recorded where the budget's is smaller; MagCache's rule on that table at the lowest
-   threshold reaching the same passes with the same K and retention; the MagCache preset of that
-   K on the shipped Open-Sora 1.2 table when it has the same passes; and TeaCache with its
-   threshold bisected until its mean passes over the held-out videos come closest to the budget
-   (the pass count, not the fidelity, is tuned on them).
+   K up to the largest budget's, segments from step 0 (so any retention can be searched); its
+   uncached runs also give the model's own MagCache ratio table.
+2. For each budget (passes, K), at retention 0.2 (``r0.2``: the first 6 of 30 steps computed, as
+   MagCache's presets) and without retention (``r0``: only step 0, as TeaCache): the searched
+   mask (``magcache_videosys.search``) and MagCache's rule on that table at the lowest threshold
+   reaching the same passes with the same K and retention; the searched mask with the largest K
+   recorded where the budget's is smaller; the MagCache preset of that K on the shipped Open-Sora
+   1.2 table when it has the same passes; and TeaCache with its threshold bisected until its mean
+   passes over the held-out videos come closest to the budget (the pass count, not the fidelity,
+   is tuned on them).
 3. Every method generates the *held-out* prompts at other seeds; PSNR and SSIM (the reference
    definitions, ``magcache_videosys.metrics``) against the uncached video of the same prompt and seed.
 
@@ -48,7 +50,6 @@ from magcache_videosys.atomic import write_json_atomic, write_text_atomic
 from magcache_videosys.console import check_output_folder, int_at_least
 from magcache_videosys.metrics.psnr import psnr_frames
 from magcache_videosys.metrics.ssim import ssim_frames
-from magcache_videosys.schedule import retention_steps
 from magcache_videosys.search import predicted_error, search
 from magcache_videosys.segment_errors import record_segment_errors, video_error
 
@@ -165,16 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     heldout = [(p, 1000 + i) for i, p in enumerate(pool[args.search_prompts :][: args.heldout_prompts])]
     n = args.steps
     k_max = max(k for _, k in budgets)
-    first_start = max(1, retention_steps(n, RETENTION)) - 1
-
-    errors = record_segment_errors(
-        pipeline, generate, search_samples, n, k_max, first_start, provenance={"model": args.model}
-    )
+    errors = record_segment_errors(pipeline, generate, search_samples, n, k_max, 0, provenance={"model": args.model})
     errors.save(args.out / "segment_errors.json")
     table = errors.ratio_table
     base = [generate(p, s) for p, s in heldout]
 
     rows: list[dict[str, Any]] = []
+
+    def held_out(enable: Callable, disable: Callable) -> tuple:
+        return run_with(pipeline, generate, heldout, enable, disable)
 
     def add(budget: str, method: str, setting: str, videos: list, passes: list, predicted: float | None) -> None:
         rows.append(
@@ -190,39 +190,44 @@ def main(argv: list[str] | None = None) -> int:
 
     for passes, k in budgets:
         budget = f"{passes}/{n} K{k}"
-        result = search(errors, passes, k, RETENTION, objective=args.objective, name=f"searched-{passes}of{n}")
-        schedule = result.schedule
-        schedule.save(args.out / f"schedule_{passes}of{n}.json")
-        videos, done = run_with(pipeline, generate, heldout, lambda p: enable_schedule(p, schedule), disable_schedule)
-        assert set(done) == {passes}, done
-        add(budget, "searched", f"{schedule.mask_text()}", videos, done, result.predicted)
+        for retention in (RETENTION, 0.0):
+            tag = f"r{retention:g}"
+            name = f"searched-{passes}of{n}-K{k}-{tag}"
+            result = search(errors, passes, k, retention, objective=args.objective, name=name)
+            schedule = result.schedule
+            schedule.save(args.out / f"{name}.json")
+            videos, done = held_out(lambda p: enable_schedule(p, schedule), disable_schedule)
+            assert set(done) == {passes}, done
+            add(budget, f"searched {tag}", schedule.mask_text(), videos, done, result.predicted)
+            mc = result.magcache
+            if mc is not None:
+                cfg = MagCacheConfig(
+                    mag_ratios=table, threshold=mc.threshold, max_skip_steps=k, retention_ratio=retention
+                )
+                videos, done = held_out(lambda p: enable_magcache(p, cfg), disable_magcache)
+                assert set(done) == {mc.num_computed}, (done, mc.num_computed)
+                mask = "".join("s" if st.skipped else "C" for st in mc.steps)
+                setting = f"threshold {mc.threshold:g}: {mask}"
+                add(budget, f"magcache own table {tag}", setting, videos, done, result.magcache_predicted)
         if k < k_max:  # the same budget with the freedom of the largest K recorded
-            free = search(errors, passes, k_max, RETENTION, objective=args.objective).schedule
-            videos, done = run_with(pipeline, generate, heldout, lambda p: enable_schedule(p, free), disable_schedule)
+            free = search(errors, passes, k_max, 0.0, objective=args.objective).schedule
+            videos, done = held_out(lambda p: enable_schedule(p, free), disable_schedule)
             predicted = predicted_error(errors, free.skip, args.objective)
-            add(budget, f"searched K{k_max}", free.mask_text(), videos, done, predicted)
-        mc = result.magcache
-        if mc is not None:
-            cfg = MagCacheConfig(mag_ratios=table, threshold=mc.threshold, max_skip_steps=k, retention_ratio=RETENTION)
-            videos, done = run_with(pipeline, generate, heldout, lambda p: enable_magcache(p, cfg), disable_magcache)
-            assert set(done) == {mc.num_computed}, (done, mc.num_computed)
-            mask = "".join("s" if st.skipped else "C" for st in mc.steps)
-            setting = f"threshold {mc.threshold:g}: {mask}"
-            add(budget, "magcache (own table)", setting, videos, done, result.magcache_predicted)
+            add(budget, f"searched K{k_max} r0", free.mask_text(), videos, done, predicted)
         preset = PRESET_OF_K.get(k)
         if preset is not None and MagCacheConfig.preset(preset).plan(n).num_computed == passes:
             cfg = MagCacheConfig.preset(preset)
             skip = [st.skipped for st in cfg.plan(n).steps]
-            videos, done = run_with(pipeline, generate, heldout, lambda p: enable_magcache(p, cfg), disable_magcache)
-            predicted = predicted_error(errors, skip)
-            add(budget, f"magcache {preset}", "shipped Open-Sora 1.2 table", videos, done, predicted)
+            videos, done = held_out(lambda p: enable_magcache(p, cfg), disable_magcache)
+            predicted = predicted_error(errors, skip, args.objective)
+            add(budget, "magcache preset r0.2", f"{preset}, shipped Open-Sora 1.2 table", videos, done, predicted)
         threshold, videos, done = teacache_at(pipeline, generate, heldout, passes, args.teacache_iterations)
         add(budget, "teacache", f"threshold {threshold:.4g}", videos, done, None)
 
     info = {
         "model": args.model,
         "steps": n,
-        "retention_ratio": RETENTION,
+        "retention_ratios": [RETENTION, 0.0],
         "objective": args.objective,
         "search_samples": search_samples,
         "heldout_samples": heldout,
@@ -251,7 +256,7 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], info: dict[str, Any]) -
         return "-" if value is None else format(value, digits)
 
     lines = [
-        f"model {info['model']}, {info['steps']} steps, retention {info['retention_ratio']}, objective "
+        f"model {info['model']}, {info['steps']} steps, objective "
         f"{info['objective']}; searched on {len(info['search_samples'])} prompt/seed pairs, measured on "
         f"{len(info['heldout_samples'])} held-out prompts at other seeds; segment errors cost "
         f"{info['segment_errors']['full_passes']} full passes ({info['segment_errors']['uncached_runs_equivalent']} "
