@@ -14,9 +14,11 @@ peak-memory difference).
 from __future__ import annotations
 
 import argparse
+import itertools
 
 import torch
 from stdit3_loop import Timings, add_loop_options, build_loop, save_results
+from tqdm import tqdm
 
 from magcache_videosys import MagCacheConfig, apply_magcache, get_stats, remove_magcache
 from magcache_videosys.hooks import get_cache
@@ -42,23 +44,30 @@ def main() -> None:
     held: dict[str, int] = {}
     peaks: dict[str, int] = {}
 
-    loop.run()  # warm-up
-    for _ in range(args.rounds):
-        for name, cfg in variants.items():
-            if cfg is not None:
-                apply_magcache(model, cfg)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-                base = torch.cuda.memory_allocated(device)
-            timings.add(name, loop.run())
-            if device.type == "cuda":
-                peaks[name] = torch.cuda.max_memory_allocated(device) - base
-            passes[name] = steps
-            if cfg is not None:
-                passes[name] = len(get_stats(model).computed_steps)
-                residual = get_cache(model).residual
-                held[name] = residual.numel() * residual.element_size()
-                remove_magcache(model)
+    print("warm-up loop", flush=True)
+    loop.run()
+    runs = tqdm(
+        itertools.product(range(args.rounds), variants.items()),
+        total=args.rounds * len(variants),
+        desc="loops",
+        unit="loop",
+    )
+    for _, (name, cfg) in runs:
+        runs.set_postfix_str(name)
+        if cfg is not None:
+            apply_magcache(model, cfg)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+        timings.add(name, loop.run())
+        if device.type == "cuda":
+            peaks[name] = torch.cuda.max_memory_allocated(device) - base
+        passes[name] = steps
+        if cfg is not None:
+            passes[name] = len(get_stats(model).computed_steps)
+            residual = get_cache(model).residual
+            held[name] = residual.numel() * residual.element_size()
+            remove_magcache(model)
 
     base_time = timings.best("unhooked")
     rows = []

@@ -257,7 +257,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import table_from_records
     from .experiments.cli import USER_ERRORS
     from .experiments.generation import VideoSysGenerator, preflight
-    from .experiments.runner import Options, make_plan, run
+    from .experiments.runner import Options, describe, make_plan, run
 
     check_output_file(args.out, "--out")
     if args.plot:
@@ -288,6 +288,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     try:
         plan = make_plan(options)
         args.plan = plan
+        print(describe(plan), flush=True)
+        if args.dry_run:
+            return 0
         result = run(plan, VideoSysGenerator, preflight=preflight)
     except USER_ERRORS as exc:
         raise UsageError(str(exc)) from None
@@ -556,6 +559,7 @@ def build_parser(model: str = "opensora") -> argparse.ArgumentParser:
     p.add_argument("--videos", help="folder for the calibration videos and their records (default: OUT-videos/)")
     p.add_argument("--plot", help="write the ratio curve PNG here (its folder must exist)")
     p.add_argument("--tiny", action="store_true", help="offline CPU smoke run with tiny random-weight components")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit without loading a model")
     p.set_defaults(func=cmd_calibrate, family=family)
 
     p = sub.add_parser(
