@@ -367,6 +367,8 @@ def cmd_search_calibrate(args: argparse.Namespace) -> int:
             f"{passes * len(samples)} in all, for {n} steps, K <= {args.K}, segments from step {first_start}",
             flush=True,
         )
+        if args.dry_run:
+            return 0
         try:
             preflight(plan)
             generator = VideoSysGenerator(plan)
@@ -593,6 +595,7 @@ def build_parser(model: str = "opensora") -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="segment-error file to write (JSON; its folder must exist)")
     p.add_argument("--tiny", action="store_true", help="offline CPU smoke run with tiny random-weight components")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and its cost, and exit without a model")
     p.set_defaults(func=cmd_search_calibrate, family=family)
 
     p = sub.add_parser(

@@ -90,6 +90,22 @@ COMMANDS: dict[str, object] = {
         DRY, DRY_WHY
     ),
     "python -m magcache_videosys ratios": Run(),
+    # Searched schedules: the recording on tiny components at 10 steps writes the file the next commands read
+    "python -m magcache_videosys search-calibrate --model opensora --steps 30 --resolution 480p --frames 51 "
+    '--prompt "A stylish woman walks down a Tokyo street ..." --prompt "A dog runs on a beach" --K 5 '
+    "--retention-ratio 0.2 --out opensora_segments.json": Run(
+        "--tiny --steps 10 --resolution 144p --frames 1",
+        "the same recording on tiny random-weight CPU components, 10 steps of one frame (the GPU run loads "
+        "Open-Sora's weights and costs 1300 full passes a video)",
+        ("opensora_segments.json",),
+        videosys=True,
+    ),
+    "python -m magcache_videosys search --errors opensora_segments.json --passes 12 --K 3 --out searched_12of30.json "
+    "--plot masks.png": Run("--passes 6", "the recording above has 10 steps", ("searched_12of30.json", "masks.png")),
+    "python -m magcache_videosys schedule --schedule searched_12of30.json": Run(),
+    "python experiments/opensora.py --method schedule --schedule searched_12of30.json --out samples/searched_12": Run(
+        f"{TINY} --steps 10", TINY_WHY, ("samples/searched_12/manifest.jsonl",), videosys=True
+    ),
     # Generate the VBench prompt set
     "python experiments/opensora.py --method base --out samples/base": Run(
         TINY, TINY_WHY, ("samples/base/manifest.jsonl",), videosys=True
