@@ -51,7 +51,7 @@ from magcache_videosys.console import check_output_folder, int_at_least
 from magcache_videosys.metrics.psnr import psnr_frames
 from magcache_videosys.metrics.ssim import ssim_frames
 from magcache_videosys.search import predicted_error, search
-from magcache_videosys.segment_errors import record_segment_errors, video_error
+from magcache_videosys.segment_errors import SegmentErrors, record_segment_errors, video_error
 
 RETENTION = 0.2
 PRESET_OF_K = {1: "opensora-slow", 3: "opensora-fast", 5: "opensora-turbo"}
@@ -147,11 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", default="18:1,12:3,10:5", help="passes:K pairs (default 18:1,12:3,10:5)")
     parser.add_argument("--search-prompts", type=int_at_least(1), default=4)
     parser.add_argument("--heldout-prompts", type=int_at_least(1), default=6)
-    parser.add_argument("--objective", choices=("sum", "max"), default="sum")
+    parser.add_argument("--objectives", default="sum,rms", help="search objectives, comma-separated (default sum,rms)")
+    parser.add_argument("--errors", type=Path, help="reuse this segment-error recording (of the same samples)")
     parser.add_argument("--teacache-iterations", type=int_at_least(0), default=10)
     parser.add_argument("--threads", type=int_at_least(1), help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
     budgets = [tuple(int(x) for x in pair.split(":")) for pair in args.budgets.split(",")]
+    objectives = args.objectives.split(",")
     check_output_folder(args.out, "--out")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.threads:
@@ -166,7 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     heldout = [(p, 1000 + i) for i, p in enumerate(pool[args.search_prompts :][: args.heldout_prompts])]
     n = args.steps
     k_max = max(k for _, k in budgets)
-    errors = record_segment_errors(pipeline, generate, search_samples, n, k_max, 0, provenance={"model": args.model})
+    if args.errors is not None:
+        errors = SegmentErrors.load(args.errors)
+        recorded = [(s["prompt"], s["seed"]) for s in errors.provenance["samples"]]
+        if (errors.num_steps, errors.first_start, recorded) != (n, 0, search_samples) or errors.max_skip_steps < k_max:
+            parser.error(f"{args.errors} is not a recording of these search samples, {n} steps, K >= {k_max}.")
+    else:
+        provenance = {"model": args.model}
+        errors = record_segment_errors(pipeline, generate, search_samples, n, k_max, 0, provenance=provenance)
     errors.save(args.out / "segment_errors.json")
     table = errors.ratio_table
     base = [generate(p, s) for p, s in heldout]
@@ -192,13 +201,15 @@ def main(argv: list[str] | None = None) -> int:
         budget = f"{passes}/{n} K{k}"
         for retention in (RETENTION, 0.0):
             tag = f"r{retention:g}"
-            name = f"searched-{passes}of{n}-K{k}-{tag}"
-            result = search(errors, passes, k, retention, objective=args.objective, name=name)
-            schedule = result.schedule
-            schedule.save(args.out / f"{name}.json")
-            videos, done = held_out(lambda p: enable_schedule(p, schedule), disable_schedule)
-            assert set(done) == {passes}, done
-            add(budget, f"searched {tag}", schedule.mask_text(), videos, done, result.predicted)
+            for objective in objectives:
+                name = f"searched-{passes}of{n}-K{k}-{tag}-{objective}"
+                result = search(errors, passes, k, retention, objective=objective, name=name)
+                schedule = result.schedule
+                schedule.save(args.out / f"{name}.json")
+                videos, done = held_out(lambda p: enable_schedule(p, schedule), disable_schedule)
+                assert set(done) == {passes}, done
+                predicted = predicted_error(errors, schedule.skip)
+                add(budget, f"searched {objective} {tag}", schedule.mask_text(), videos, done, predicted)
             mc = result.magcache
             if mc is not None:
                 cfg = MagCacheConfig(
@@ -206,20 +217,21 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 videos, done = held_out(lambda p: enable_magcache(p, cfg), disable_magcache)
                 assert set(done) == {mc.num_computed}, (done, mc.num_computed)
-                mask = "".join("s" if st.skipped else "C" for st in mc.steps)
+                mc_skip = [st.skipped for st in mc.steps]
+                mask = "".join("s" if skipped else "C" for skipped in mc_skip)
                 setting = f"threshold {mc.threshold:g}: {mask}"
-                add(budget, f"magcache own table {tag}", setting, videos, done, result.magcache_predicted)
+                add(budget, f"magcache own table {tag}", setting, videos, done, predicted_error(errors, mc_skip))
         if k < k_max:  # the same budget with the freedom of the largest K recorded
-            free = search(errors, passes, k_max, 0.0, objective=args.objective).schedule
+            free = search(errors, passes, k_max, 0.0, objective=objectives[0]).schedule
             videos, done = held_out(lambda p: enable_schedule(p, free), disable_schedule)
-            predicted = predicted_error(errors, free.skip, args.objective)
-            add(budget, f"searched K{k_max} r0", free.mask_text(), videos, done, predicted)
+            predicted = predicted_error(errors, free.skip)
+            add(budget, f"searched {objectives[0]} K{k_max} r0", free.mask_text(), videos, done, predicted)
         preset = PRESET_OF_K.get(k)
         if preset is not None and MagCacheConfig.preset(preset).plan(n).num_computed == passes:
             cfg = MagCacheConfig.preset(preset)
             skip = [st.skipped for st in cfg.plan(n).steps]
             videos, done = held_out(lambda p: enable_magcache(p, cfg), disable_magcache)
-            predicted = predicted_error(errors, skip, args.objective)
+            predicted = predicted_error(errors, skip)
             add(budget, "magcache preset r0.2", f"{preset}, shipped Open-Sora 1.2 table", videos, done, predicted)
         threshold, videos, done = teacache_at(pipeline, generate, heldout, passes, args.teacache_iterations)
         add(budget, "teacache", f"threshold {threshold:.4g}", videos, done, None)
@@ -228,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "steps": n,
         "retention_ratios": [RETENTION, 0.0],
-        "objective": args.objective,
+        "objectives": objectives,
         "search_samples": search_samples,
         "heldout_samples": heldout,
         "segment_errors": {k: v for k, v in errors.provenance.items() if k != "samples"},
@@ -256,8 +268,8 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], info: dict[str, Any]) -
         return "-" if value is None else format(value, digits)
 
     lines = [
-        f"model {info['model']}, {info['steps']} steps, objective "
-        f"{info['objective']}; searched on {len(info['search_samples'])} prompt/seed pairs, measured on "
+        f"model {info['model']}, {info['steps']} steps; predicted: the sum model's MSE; searched on "
+        f"{len(info['search_samples'])} prompt/seed pairs, measured on "
         f"{len(info['heldout_samples'])} held-out prompts at other seeds; segment errors cost "
         f"{info['segment_errors']['full_passes']} full passes ({info['segment_errors']['uncached_runs_equivalent']} "
         f"uncached runs); {info['seconds']} s with {info['threads']} thread(s)",

@@ -442,7 +442,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     print(f"  mask      {schedule.mask_text()}  (C computed, s skipped)")
     print(f"  skipped   {' '.join(map(str, schedule.skipped_steps))}")
-    print(f"  predicted {args.objective} of segment mse: {result.predicted:.4g}")
+    print(f"  predicted error ({args.objective} model): {result.predicted:.4g}")
     if mc is None:
         print("  MagCache: no ratio table to compare with (give --ratios TABLE)")
     else:
@@ -451,7 +451,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             f"{mc.num_computed} passes"
         )
         print(f"  mask      {''.join('s' if st.skipped else 'C' for st in mc.steps)}")
-        print(f"  predicted {args.objective} of segment mse: {result.magcache_predicted:.4g}")
+        print(f"  predicted error ({args.objective} model): {result.magcache_predicted:.4g}")
     for path in (args.out, args.plot):
         if path:
             print(f"wrote {path}")
@@ -615,7 +615,12 @@ def build_parser(model: str = "opensora") -> argparse.ArgumentParser:
         default=0.2,
         help="leading fraction of steps always computed (default 0.2)",
     )
-    p.add_argument("--objective", choices=("sum", "max"), default="sum", help="sum (default) or max of segment errors")
+    p.add_argument(
+        "--objective",
+        choices=("sum", "rms", "max"),
+        default="sum",
+        help="model of the joint error: sum of segment errors (default), (sum of their roots)^2, or their max",
+    )
     p.add_argument("--ratios", help="ratio table for the MagCache comparison (default: the recording's own)")
     p.add_argument("--out", help="write the schedule here (JSON, for --method schedule --schedule FILE)")
     p.add_argument("--plot", help="write a PNG of the searched mask above MagCache's at the same passes")

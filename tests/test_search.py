@@ -46,7 +46,7 @@ def brute_force(errors: SegmentErrors, passes: int, k: int, retain: int, objecti
     return best
 
 
-@pytest.mark.parametrize("objective", ["sum", "max"])
+@pytest.mark.parametrize("objective", ["sum", "rms", "max"])
 @pytest.mark.parametrize("num_steps", [8, 9, 10])
 def test_the_search_finds_the_brute_force_optimum_for_every_budget(num_steps, objective):
     checked = 0
@@ -60,7 +60,8 @@ def test_the_search_finds_the_brute_force_optimum_for_every_budget(num_steps, ob
             got = (predicted_error(errors, skip, objective), predicted_error(errors, skip, "sum"))
             want = brute_force(errors, passes, k, retain, objective)
             assert got[0] == pytest.approx(want[0], abs=1e-12)
-            assert got[1] == pytest.approx(want[1], abs=1e-12)  # max: ties broken by the least sum
+            if objective == "max":
+                assert got[1] == pytest.approx(want[1], abs=1e-12)  # ties broken by the least sum
             checked += 1
     assert checked > 20
 
@@ -86,6 +87,16 @@ def test_sum_and_max_disagree_where_one_long_segment_is_cheap_in_total():
     assert predicted_error(errors, by_max, "max") == 1.0
 
 
+def test_rms_adds_amplitudes_so_one_long_segment_can_beat_two_short_ones():
+    # 4 steps, K 2, 2 passes: 0 and 2 computed (two single skips, 0.01 each) or one double skip (0.03).
+    # sum: 0.02 < 0.03; rms: (0.1 + 0.1)^2 = 0.04 > 0.03.
+    errors = matrix(4, 2, value=lambda i, j: 0.01 if j - i == 2 else 0.03)
+    assert search_mask(errors, 2, 2, 1, "sum") == [False, True, False, True]
+    by_rms = search_mask(errors, 2, 2, 1, "rms")
+    assert predicted_error(errors, by_rms, "rms") == pytest.approx(0.03)
+    assert by_rms in ([False, False, True, True], [False, True, True, False])
+
+
 def test_retention_and_k_are_kept_and_every_pass_count_is_reachable():
     errors = matrix(10, 3)
     assert pass_range(10, 3, 2) == (4, 10)  # CC sssC sssC: 8 steps after the retained 2, gaps of at most 3
@@ -102,7 +113,7 @@ def test_budgets_and_constraints_the_recording_cannot_serve_are_clear_errors():
         search_mask(errors, 6, 3, 2)
     with pytest.raises(SearchError, match="retain at least 2 steps"):
         search_mask(errors, 6, 2, 1)
-    with pytest.raises(SearchError, match="objective must be one of sum, max"):
+    with pytest.raises(SearchError, match="objective must be one of sum, rms, max"):
         search_mask(errors, 6, 2, 2, "mean")
 
 
