@@ -154,6 +154,50 @@ def test_what_a_model_lacks_is_a_clear_error(capsys, prompts, tmp_path, model, a
     assert code == 2 and message in err
 
 
+def settings_of(model: str, **changes) -> dict:
+    from magcache_videosys.experiments.methods import default_settings
+    from magcache_videosys.models import family_named
+
+    return {**default_settings(family_named(model)), **changes}
+
+
+@pytest.mark.parametrize(
+    "model, changes, message",
+    [
+        ("cogvideox", {"num_frames": 10}, "--frames 10: CogVideoX makes 4k + 1 frames"),
+        ("cogvideox", {"num_frames": 53}, "at most 49 (VideoSys's limit); try --frames 49"),
+        ("cogvideox", {"height": 472}, "--height 472 is not a multiple of 16"),
+        ("cogvideox", {"height": 720, "width": 1280}, "CogVideoX-2b's positional embedding covers 480x720"),
+        ("cogvideox", {"dtype": "bf16"}, "VideoSys runs THUDM/CogVideoX-2b in fp16 whatever dtype"),
+        ("cogvideox", {"tiny": True, "model_path": "tiny/CogVideoX-2b", "height": 128}, "covers 64x64 at 9 frames"),
+        ("vchitect", {"width": 100}, "--width 100 is not a multiple of 16"),
+        ("opensora-plan", {"transformer_type": "65x512x512", "num_steps": 3}, "PNDM sampler needs at least 4"),
+    ],
+)
+def test_sizes_videosys_cannot_make_are_one_line_errors(model, changes, message):
+    from magcache_videosys.models import family_named
+
+    with pytest.raises(ValueError) as error:
+        family_named(model).check_generation(settings_of(model, **changes))
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "model, changes",
+    [
+        ("cogvideox", {}),
+        ("cogvideox", {"model_path": "THUDM/CogVideoX-5b", "dtype": "bf16", "height": 720, "width": 1280}),
+        ("opensora-plan", {"transformer_type": "65x512x512", "num_steps": 4}),
+        ("vchitect", {}),
+        ("latte", {}),
+    ],
+)
+def test_videosys_defaults_pass_the_size_check(model, changes):
+    from magcache_videosys.models import family_named
+
+    family_named(model).check_generation(settings_of(model, **changes))
+
+
 @pytest.mark.parametrize(
     "model, options, absent",
     [
