@@ -18,22 +18,17 @@ import torch
 from torch import nn
 
 from .hooks import BlockStackCache, get_cache
-from .models import FAMILIES, UnsupportedModelError, find_family, teacache_coefficients
+from .models import FAMILIES, UnsupportedModelError, find_family, teacache_coefficients, teacache_presets
 from .validation import check, check_num_steps, from_preset, is_real
 
 METHOD = "TeaCache"
 
 # Rescaling polynomials (highest power first) map the relative L1 change of the modulated input to
 # an estimate of the change of the model output; each model family's file holds the published ones
-# for its models (``ModelFamily.teacache_coefficients``).
-#
-# The TeaCache paper's Open-Sora 1.2 rows. They were made in bfloat16, VideoSys's default, where
-# the reference's last-step test fires at the papers' size (see TeaCacheConfig): so the presets
-# compute the last step.
-PRESETS: dict[str, dict[str, Any]] = {
-    "teacache-slow": dict(threshold=0.1, coefficients="opensora-v1.2", compute_last_step=True),
-    "teacache-fast": dict(threshold=0.2, coefficients="opensora-v1.2", compute_last_step=True),
-}
+# for its models (``ModelFamily.teacache_coefficients``) and its presets (``teacache_presets``):
+# ``teacache-slow`` and ``teacache-fast`` are Open-Sora 1.2's, ``teacache-<family>-slow|fast`` the
+# others'.
+PRESETS: dict[str, dict[str, Any]] = teacache_presets()
 
 
 @dataclass(frozen=True)
@@ -74,7 +69,7 @@ class TeaCacheConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "TeaCacheConfig":
-        """A named setting (``teacache-slow``, ``teacache-fast``), fields overridable."""
+        """A named setting (``teacache-slow``, ``teacache-fast``, ``teacache-latte-fast``, ...), fields overridable."""
         return from_preset(cls, PRESETS, name, overrides)
 
     def replace(self, **changes: Any) -> "TeaCacheConfig":

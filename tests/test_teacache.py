@@ -101,7 +101,8 @@ def test_presets_are_the_papers_open_sora_rows():
     assert (slow.threshold, fast.threshold) == (0.1, 0.2)
     assert slow.polynomial == fast.polynomial == OPENSORA
     assert slow.compute_last_step and fast.compute_last_step
-    assert set(TEACACHE_PRESETS) == {"teacache-slow", "teacache-fast"}
+    # the other families' presets carry their names: teacache-slow|fast stay Open-Sora's
+    assert {name for name in TEACACHE_PRESETS if name.count("-") == 1} == {"teacache-slow", "teacache-fast"}
     default = TeaCacheConfig()
     assert default.threshold == 0.1 and not default.compute_last_step and default.num_steps is None
     assert TeaCacheConfig.preset("teacache-fast", threshold=0.3).threshold == 0.3

@@ -31,9 +31,10 @@ def bare_engine(videosys: Any, config: Any, driver: Any) -> Any:
     return engine
 
 
-def load_experiment_cli() -> Any:
-    """``experiments/opensora.py`` as a module, so tests call its ``main`` in-process."""
-    spec = importlib.util.spec_from_file_location("opensora_experiment_tiny", EXPERIMENT_SCRIPT)
+def load_experiment_cli(script: Path = EXPERIMENT_SCRIPT) -> Any:
+    """``experiments/opensora.py`` (or another ``experiments/<model>.py``) as a module, so tests call
+    its ``main`` in-process."""
+    spec = importlib.util.spec_from_file_location(f"{script.stem}_experiment_tiny", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

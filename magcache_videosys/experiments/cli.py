@@ -16,7 +16,7 @@ from ..console import OutputPathError, finite_float, run_command
 from ..knobs import KNOBS, add_knob_options
 from ..models import ModelFamily, family_named
 from .manifest import ManifestError
-from .methods import METHODS, MethodError
+from .methods import METHODS, MethodError, default_settings, method_help
 from .prompts import VBENCH_FILE, PromptError
 from .runner import (
     DTYPES,
@@ -42,13 +42,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(family: ModelFamily) -> argparse.ArgumentParser:
-    methods = "\n".join(f"  {name:20s} {m.help}" for name, m in METHODS.items())
+    defaults = default_settings(family)
+    methods = "\n".join(f"  {name:20s} {method_help(m, defaults)}" for name, m in METHODS.items())
     gen = family.generation
     p = _Parser(
         prog=script(family),
         description=f"Generate {family.description} videos for VBench, with a caching method, "
         "sharded over any number of processes.",
-        epilog=f"methods:\n{methods}",
+        epilog=f"methods (for {family.model_label(defaults)} at the defaults):\n{methods}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--method", required=True, metavar="NAME", help="one of the methods listed below")
@@ -89,7 +90,7 @@ def build_parser(family: ModelFamily) -> argparse.ArgumentParser:
         )
     v.add_argument("--steps", dest="num_steps", type=int, help=f"sampling steps (default {gen.steps})")
     v.add_argument("--cfg-scale", type=finite_float, help=f"classifier-free guidance scale (default {gen.cfg_scale})")
-    v.add_argument("--dtype", choices=DTYPES, help=f"model dtype (default {gen.dtype}; --tiny is fp32)")
+    v.add_argument("--dtype", choices=DTYPES, help=f"model dtype (default {defaults['dtype']}; --tiny is fp32)")
     v.add_argument("--num-gpus", type=int, default=1, help="GPUs per video (VideoSys sequence parallelism)")
     for weights in gen.weights:
         v.add_argument(weights.flag, dest=weights.name, help=f"{weights.help} weights (default {weights.default})")

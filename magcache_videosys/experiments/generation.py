@@ -83,9 +83,7 @@ class LoopTimer:
 def require_videosys(tiny: bool) -> None:
     """Before any model: VideoSys must be importable."""
     if not videosys_available():
-        what = (
-            "--tiny also needs it (its tiny models are VideoSys's own STDiT3 and RFLOW)" if tiny else "a run needs it"
-        )
+        what = "--tiny also needs it (its tiny models are VideoSys's own)" if tiny else "a run needs it"
         raise RunError(f"{INSTALL_HINT} ({what}; --dry-run works without it.)")
 
 

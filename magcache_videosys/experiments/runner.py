@@ -27,7 +27,7 @@ from ..console import check_output_folder
 from ..models import ModelFamily, family_named
 from ..records import BadLine, VideoRecord
 from . import manifest as mf
-from .methods import Method, build_config, get_method
+from .methods import Method, build_config, get_method, method_help
 from .naming import MAX_SAMPLES, PROMPT_FILE, assign_stems, video_file
 from .prompts import SMOKE_FILE, VBENCH_FILE, PromptList, inline_prompts, load_prompts, select
 from .sharding import Shard, detect_shard
@@ -94,6 +94,12 @@ class Settings:
     @property
     def family(self) -> ModelFamily:
         return family_named(self.model)
+
+    @property
+    def loop_steps(self) -> int:
+        """Transformer-loop iterations of one video: the steps schedules and statistics count
+        (``num_steps`` except where the sampler adds warm-up iterations, e.g. PNDM's 9)."""
+        return self.family.loop_steps(self.to_dict())
 
 
 @dataclass(frozen=True)
@@ -166,15 +172,12 @@ def _settings(o: Options) -> Settings:
             raise RunError(f"--tiny builds its own random-weight models; drop {', '.join(given)}.")
     if o.dtype is not None and o.dtype not in DTYPES:
         raise RunError(f"--dtype must be one of {', '.join(DTYPES)}, got {o.dtype!r}.")
-    options = {}
-    for option in (*gen.options, *gen.weights):
-        value = o.generation.get(option.name)
-        options[option.name] = (option.tiny_default if o.tiny else option.default) if value is None else value
+    options = family.fill_options(o.generation, o.tiny)
     return Settings(
         model=family.name,
         num_steps=num_steps,
         cfg_scale=cfg_scale,
-        dtype="fp32" if o.tiny else (o.dtype or gen.dtype),
+        dtype="fp32" if o.tiny else (o.dtype or family.default_dtype(options)),
         seed=o.seed,
         tiny=o.tiny,
         options=options,
@@ -195,8 +198,8 @@ def make_plan(options: Options) -> Plan:
     """Check every option and read what the output folder already holds; loads no model and
     creates nothing."""
     method = get_method(options.method)
-    method_config = build_config(method, options.knobs)
     settings = _settings(options)
+    method_config = build_config(method, options.knobs, settings.to_dict())
     shard = detect_shard(options.shard)
     if isinstance(options.prompts, tuple):
         prompts = inline_prompts(options.prompts)
@@ -252,8 +255,13 @@ def _finished(plan: Plan, records: dict[str, VideoRecord]) -> dict[str, VideoRec
 
 
 def _options_text(settings: Settings) -> str:
-    """The family's size options as the user spells them, e.g. ``resolution 480p, aspect-ratio 9:16``."""
-    return ", ".join(f"{o.flag.lstrip('-')} {settings.options[o.name]}" for o in settings.family.generation.options)
+    """The family's size options as the user spells them, e.g. ``resolution 480p, aspect-ratio 9:16, ``."""
+    return "".join(f"{o.flag.lstrip('-')} {settings.options[o.name]}, " for o in settings.family.generation.options)
+
+
+def _loop_text(settings: Settings) -> str:
+    loop = settings.loop_steps
+    return "" if loop == settings.num_steps else f" ({loop} transformer-loop iterations: the steps counted below)"
 
 
 def _steps_text(steps: list[int]) -> str:
@@ -271,7 +279,8 @@ def describe(plan: Plan) -> str:
         else ""
     )
     altered = sum(1 for j in plan.jobs if j.altered and j.index == 0)
-    steps = plan.method.plan(plan.method_config, s.num_steps)
+    loop = s.loop_steps
+    steps = plan.method.plan(plan.method_config, loop)
     config = {k: v for k, v in plan.method.config_dict(plan.method_config).items() if k != "table_ratios"}
     tiny = "TINY random-weight CPU models, " if s.tiny else ""
     smoke = (
@@ -280,27 +289,27 @@ def describe(plan: Plan) -> str:
         else ""
     )
     lines = [
-        f"method     {plan.method.name}: {plan.method.help}",
+        f"method     {plan.method.name}: {method_help(plan.method, s.to_dict())}",
         f"config     {json.dumps(config)}",
         f"prompts    {len(p.prompts)} distinct in {p.source} ({p.entries} entries{dup}){sliced}{smoke}",
         f"videos     {len(plan.selected)} prompts x {o.num_samples} samples = {len(plan.jobs)} videos "
         f"(seed = {s.seed} + sample index)",
         f"this run   {plan.shard}: {len(plan.mine)} videos, {len(plan.mine) - len(plan.pending)} already done, "
         f"{len(plan.pending)} to generate",
-        f"generation {s.family.description}: {tiny}{_options_text(s)}, "
-        f"{s.num_steps} steps, cfg {s.cfg_scale}, {s.dtype}, {o.num_gpus} GPU(s) per video",
+        f"generation {s.family.model_label(s.to_dict())}: {tiny}{_options_text(s)}"
+        f"{s.num_steps} steps{_loop_text(s)}, cfg {s.cfg_scale}, {s.dtype}, {o.num_gpus} GPU(s) per video",
         f"output     {plan.out}",
     ]
     if steps is None:
         lines.append("schedule   decided during sampling (depends on the data)")
     else:
-        skipped = [i for i in range(s.num_steps) if i not in set(steps)]
+        skipped = [i for i in range(loop) if i not in set(steps)]
         lines += [
-            f"computes   {len(steps)} of {s.num_steps} steps: {_steps_text(list(steps))}",
+            f"computes   {len(steps)} of {loop} steps: {_steps_text(list(steps))}",
             f"skips      {len(skipped)}: {_steps_text(skipped)}",
             f"passes     {len(steps)} transformer passes per video, {len(steps) * len(plan.jobs)} for the run "
-            f"(base: {s.num_steps * len(plan.jobs)}); "
-            f"predicted transformer-loop speedup {s.num_steps / len(steps):.2f}x",
+            f"(base: {loop * len(plan.jobs)}); "
+            f"predicted transformer-loop speedup {loop / len(steps):.2f}x",
         ]
     if altered:
         lines.append(f"names      {altered} prompts cannot be file names as they are; see {PROMPT_FILE} after the run")
@@ -350,7 +359,7 @@ def _seconds(value: float) -> float | None:
 
 def _record(plan: Plan, job: Job, sample: Sample, warmup: bool) -> VideoRecord:
     stats = plan.method.stats(sample.pipeline) if sample.pipeline is not None else None
-    steps = plan.settings.num_steps
+    steps = plan.settings.loop_steps
     computed = list(stats.computed_steps) if stats is not None else list(range(steps))
     sig = plan.signature
     return VideoRecord(

@@ -82,6 +82,11 @@ def magcache_presets() -> dict[str, dict[str, Any]]:
     return {name: p for f in FAMILIES for name, p in f.magcache_presets.items()}
 
 
+def teacache_presets() -> dict[str, dict[str, Any]]:
+    """Every family's TeaCache presets, by name."""
+    return {name: p for f in FAMILIES for name, p in f.teacache_presets.items()}
+
+
 __all__ = [
     "FAMILIES",
     "ModelFamily",
@@ -96,4 +101,5 @@ __all__ = [
     "supported_models",
     "supported_pipelines",
     "teacache_coefficients",
+    "teacache_presets",
 ]

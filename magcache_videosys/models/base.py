@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -117,6 +117,14 @@ class ModelFamily:
     teacache_coefficients: dict[str, tuple[float, ...]] = {}
     #: MagCache presets of this family: name -> ``MagCacheConfig`` fields.
     magcache_presets: dict[str, dict[str, Any]] = {}
+    #: TeaCache presets of this family: name -> ``TeaCacheConfig`` fields (the TeaCache repository's
+    #: thresholds with the family's published coefficients).
+    teacache_presets: dict[str, dict[str, Any]] = {}
+    #: What VideoSys's default PAB config of this family broadcasts, by PAB config class name.
+    pab_defaults: dict[str, str] = {}
+    #: PAB ranges (``<kind>_range`` arguments of the PAB config) of ``--method pab-fast``; None where
+    #: no faster setting is published for the family.
+    pab_fast_ranges: dict[str, int] | None = None
 
     def matches(self, module: nn.Module) -> bool:
         return type(module).__name__ in self.model_classes
@@ -131,6 +139,45 @@ class ModelFamily:
     #: How this family generates (``experiments/``, ``calibrate``); None: the package cannot
     #: generate with it (a model hooked in the user's own code).
     generation: Generation | None = None
+
+    def model_label(self, settings: Mapping[str, Any]) -> str:
+        """The model a run with these settings generates with, e.g. ``CogVideoX-5b`` (messages, help)."""
+        return self.description
+
+    def fill_options(self, given: Mapping[str, Any], tiny: bool) -> dict[str, Any]:
+        """Every generation option and weight of a run: the ``given`` ones (None: not given), the
+        rest VideoSys's defaults (``tiny_default`` with ``tiny``); families whose defaults depend on
+        another option (a version's weights) override this."""
+        gen = self.generation
+        options = {}
+        for option in (*gen.options, *gen.weights):
+            value = given.get(option.name)
+            options[option.name] = (option.tiny_default if tiny else option.default) if value is None else value
+        return options
+
+    def default_dtype(self, options: Mapping[str, Any]) -> str:
+        """The dtype VideoSys runs a model with these options in, when ``--dtype`` is not given."""
+        return self.generation.dtype
+
+    def loop_steps(self, settings: Mapping[str, Any]) -> int:
+        """Transformer-loop iterations of one video, the steps a schedule, a ratio table and the
+        statistics count (the sampling steps, except for samplers that add warm-up iterations)."""
+        return int(settings["num_steps"])
+
+    def magcache_preset(self, speed: str, settings: Mapping[str, Any]) -> str | None:
+        """The MagCache preset ``--method magcache-<speed>`` means for this run (None: none published)."""
+        name = f"{self.name}-{speed}"
+        return name if name in self.magcache_presets else None
+
+    def teacache_preset(self, speed: str, settings: Mapping[str, Any]) -> str | None:
+        """The TeaCache preset ``--method teacache-<speed>`` means for this run (None: no published
+        coefficients for its model)."""
+        name = f"teacache-{self.name}-{speed}"
+        return name if name in self.teacache_presets else None
+
+    def pab_config_name(self, settings: Mapping[str, Any]) -> str | None:
+        """The VideoSys PAB config class of this run's model (None: no PAB)."""
+        return self.pab_config_class
 
     def check_generation(self, settings: dict[str, Any]) -> None:
         """Raise ValueError, naming the option and the fix, for settings VideoSys cannot generate
@@ -203,3 +250,37 @@ def parallel_all_reduce(module: nn.Module, groups: Sequence[str] = ("sp_group", 
                 torch.distributed.all_reduce(values, group=group)
 
     return all_reduce
+
+
+def driver_pipeline(target: Any) -> Any:
+    """The pipeline of this process: an engine's driver worker, or the pipeline itself."""
+    return getattr(target, "driver_worker", target)
+
+
+def quiet_generate_kwargs(target: Any) -> dict[str, Any]:
+    """What keeps a pipeline's ``generate`` from drawing a progress bar: ``verbose=False`` where it
+    takes it (the engine passes it on to every rank), else the diffusers progress bar of this
+    process's pipeline is turned off (other ranks keep theirs)."""
+    pipeline = driver_pipeline(target)
+    if "verbose" in inspect.signature(pipeline.generate).parameters:
+        return {"verbose": False}
+    if hasattr(pipeline, "set_progress_bar_config"):
+        pipeline.set_progress_bar_config(disable=True)
+    return {}
+
+
+def video_frames(video: Any) -> Any:
+    """A generated video as frames (T, H, W, 3) uint8: VideoSys returns a uint8 tensor or a list of
+    PIL images (which its ``save_video`` hands to imageio as they are)."""
+    import numpy as np
+
+    if isinstance(video, (list, tuple)):
+        return np.stack([np.asarray(frame.convert("RGB") if hasattr(frame, "convert") else frame) for frame in video])
+    return video
+
+
+def size_check(flag: str, value: int, multiple: int, why: str) -> None:
+    """A frame side VideoSys cannot make: one line naming the option, the rule and a valid value."""
+    if value % multiple:
+        fix = max(multiple, round(value / multiple) * multiple)
+        raise ValueError(f"{flag} {value} is not a multiple of {multiple} ({why}); try {flag} {fix}.")

@@ -18,6 +18,10 @@ runs. The pipeline passes ``all_timesteps=`` (the scheduler's ``timesteps``): it
 TeaCache's reference reads block 0's modulated input (as here), computes the first and last steps
 (``TeaCacheConfig(compute_last_step=True)``), and has published coefficients. No MagCache ratio table
 is published; make one with ``python -m magcache_videosys calibrate --model latte ...``.
+
+Generation (``experiments/latte.py``): VideoSys's ``LattePipeline.generate`` makes 16 frames of
+512x512 and nothing else, so the family has no size options; ``--tiny`` makes the same with tiny
+components (16x16 latents, decoded frame by frame) in a few seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import torch
 from torch import nn
 
 from .base import (
+    Generation,
+    GenerationOption,
     ModelFamily,
     RunInfo,
     StackBinding,
@@ -35,6 +41,20 @@ from .base import (
     call_arg,
     parallel_all_reduce,
     position,
+    quiet_generate_kwargs,
+    video_frames,
+)
+
+# VideoSys's LattePipeline.generate and LatteConfig defaults: 16 frames of 512x512 are hard-coded.
+GENERATION = Generation(
+    steps=50,
+    cfg_scale=7.5,
+    options=(),
+    weights=(
+        GenerationOption("model_path", "--model-path", "maxin-cn/Latte-1", "tiny-random", "the Latte pipeline's"),
+    ),
+    fps=8,
+    dtype="fp16",
 )
 
 
@@ -50,8 +70,39 @@ class Latte(ModelFamily):
         "latte": (-2.46434137e03, 3.08044764e02, 8.07447667e01, -4.11385132e00, 1.11001402e-01),
     }
 
+    # The TeaCache repository's thresholds (eval_teacache_slow/fast: 0.1, 0.2); its forward computes
+    # the first and last steps.
+    teacache_presets = {
+        f"teacache-latte-{speed}": dict(threshold=threshold, coefficients="latte", compute_last_step=True)
+        for speed, threshold in (("slow", 0.1), ("fast", 0.2))
+    }
+    pab_defaults = {
+        "LattePABConfig": "spatial range 2, temporal 3 and cross 6 over timesteps 100-800, and MLP broadcast"
+    }
+    generation = GENERATION
+
     def matches(self, module: nn.Module) -> bool:
         return super().matches(module) and type(module).__module__.endswith(".latte_transformer_3d")
+
+    def model_label(self, settings: Any) -> str:
+        return "Latte"
+
+    def videosys_config(self, settings: dict[str, Any], num_gpus: int) -> Any:
+        from ..videosys_compat import import_videosys
+
+        if settings["tiny"]:
+            return import_videosys().LatteConfig(enable_vae_temporal_decoder=False)
+        return import_videosys().LatteConfig(model_path=settings["model_path"], num_gpus=num_gpus)
+
+    def generate(self, target: Any, prompt: str, seed: int, settings: dict[str, Any]) -> Any:
+        output = target.generate(
+            prompt,
+            seed=seed,
+            num_inference_steps=settings["num_steps"],
+            guidance_scale=settings["cfg_scale"],
+            **quiet_generate_kwargs(target),
+        )
+        return video_frames(output.video[0])
 
     def bind(self, module: nn.Module) -> StackBinding:
         return latte_binding(module)

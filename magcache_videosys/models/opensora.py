@@ -85,10 +85,27 @@ class OpenSora(ModelFamily):
         for name, t, k in (("opensora-fast", 0.12, 3), ("opensora-slow", 0.06, 1), ("opensora-turbo", 0.24, 5))
     }
 
+    # The TeaCache paper's Open-Sora 1.2 rows. They were made in bfloat16, VideoSys's default, where
+    # the reference's last-step test fires at the papers' size (see TeaCacheConfig): so the presets
+    # compute the last step.
+    teacache_presets = {
+        f"teacache-{speed}": dict(threshold=threshold, coefficients="opensora-v1.2", compute_last_step=True)
+        for speed, threshold in (("slow", 0.1), ("fast", 0.2))
+    }
+    pab_defaults = {"OpenSoraPABConfig": "attention broadcast ranges spatial 2, temporal 4, cross 6, and MLP broadcast"}
+    # The fastest Open-Sora setting of VideoSys's eval/pab script. VideoSys's default MLP broadcast
+    # names the timesteps 676, 788 and 864, which only a 30-step run at 480p, 51 frames in bf16 (the
+    # papers' setting) contains; elsewhere it broadcasts attention only.
+    pab_fast_ranges = {"spatial_range": 5, "temporal_range": 7, "cross_range": 9}
+
     def matches(self, module: nn.Module) -> bool:
         return super().matches(module) and hasattr(module, "spatial_blocks") and hasattr(module, "temporal_blocks")
 
     generation = GENERATION
+
+    def teacache_preset(self, speed: str, settings: Any) -> str | None:
+        name = f"teacache-{speed}"
+        return name if name in self.teacache_presets else None
 
     def prepare_pab(self, pipeline: Any) -> None:
         feed_all_timesteps(pipeline.transformer)

@@ -22,16 +22,24 @@ only; it computes the first and last steps (``TeaCacheConfig(compute_last_step=T
 coefficients fitted elsewhere can be given as ``TeaCacheConfig(coefficients=[...])``. No MagCache
 ratio table is published for either; make one with ``python -m magcache_videosys calibrate --model
 opensora-plan ...`` (real weights, one prompt, per version and step count).
+
+Generation (``experiments/opensora_plan.py``): the version follows ``--transformer-type``, whose
+values VideoSys keeps apart per version: ``29x480p`` (VideoSys's default), ``93x480p``, ``29x720p``,
+``93x720p`` are v1.2, ``65x512x512`` and ``221x512x512`` v1.1; frames and size come with it. The
+weights default to the version's published ones, as ``OpenSoraPlanConfig`` does.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from .base import (
+    Generation,
+    GenerationOption,
     ModelFamily,
     RunInfo,
     StackBinding,
@@ -39,10 +47,71 @@ from .base import (
     call_arg,
     parallel_all_reduce,
     position,
+    quiet_generate_kwargs,
+    video_frames,
 )
 from .latte import latte_binding
 
 TINY_FRAMES = 9  # 3 latent frames: the Causal VAE keeps the first frame and compresses the rest 4x
+# OpenSoraPlanConfig's transformer types and its default weights, per version
+TRANSFORMER_TYPES = {"v120": ("29x480p", "93x480p", "29x720p", "93x720p"), "v110": ("65x512x512", "221x512x512")}
+WEIGHTS = {
+    "v120": {"transformer": "LanguageBind/Open-Sora-Plan-v1.2.0", "text_encoder": "google/mt5-xxl"},
+    "v110": {"transformer": "LanguageBind/Open-Sora-Plan-v1.1.0", "text_encoder": "DeepFloyd/t5-v1_1-xxl"},
+}
+PNDM_WARMUP = 9  # PNDMScheduler's Runge-Kutta warm-up: num_inference_steps + 9 timesteps (needs >= 4 steps)
+
+
+def version(transformer_type: str) -> str:
+    """``v120`` or ``v110``, the ``OpenSoraPlanConfig`` version of a transformer type."""
+    return next(v for v, types in TRANSFORMER_TYPES.items() if transformer_type in types)
+
+
+def _transformer_type(text: str) -> str:
+    known = [t for types in TRANSFORMER_TYPES.values() for t in types]
+    if text not in known:
+        raise argparse.ArgumentTypeError(
+            f"--transformer-type takes one of {', '.join(known)} (v1.2: the first four, v1.1: the last two), "
+            f"got {text!r}"
+        )
+    return text
+
+
+# VideoSys's OpenSoraPlanPipeline.generate and OpenSoraPlanConfig defaults (upstream's 100 steps; the
+# MagCache copy's generate says 150); --tiny generates 64x64, 9 frames of either version.
+GENERATION = Generation(
+    steps=100,
+    cfg_scale=7.5,
+    options=(
+        GenerationOption(
+            "transformer_type",
+            "--transformer-type",
+            "29x480p",
+            "29x480p",
+            "frames x size, which also picks the version: 29x480p, 93x480p, 29x720p, 93x720p (v1.2), 65x512x512, "
+            "221x512x512 (v1.1, PNDM: --steps + 9 transformer calls)",
+            _transformer_type,
+        ),
+    ),
+    weights=(
+        GenerationOption(
+            "transformer",
+            "--transformer",
+            WEIGHTS["v120"]["transformer"],
+            "tiny-random",
+            f"v1.1's default is {WEIGHTS['v110']['transformer']}; transformer and VAE",
+        ),
+        GenerationOption(
+            "text_encoder",
+            "--text-encoder",
+            WEIGHTS["v120"]["text_encoder"],
+            "tiny-random-t5",
+            f"v1.1's default is {WEIGHTS['v110']['text_encoder']}; text encoder",
+        ),
+    ),
+    fps=24,
+    dtype="fp16",
+)
 
 
 class OpenSoraPlan(ModelFamily):
@@ -58,6 +127,71 @@ class OpenSoraPlan(ModelFamily):
     teacache_coefficients = {
         "opensora-plan-v1.1": (2.05943668e05, -1.48759286e04, 3.06085986e02, 1.31418080e00, 2.39658469e-03),
     }
+
+    # The TeaCache repository's thresholds (eval_teacache_slow/fast, v1.1 65x512x512: 0.1, 0.2); its
+    # forward computes the first and last loop iterations.
+    teacache_presets = {
+        f"teacache-opensora-plan-v1.1-{speed}": dict(
+            threshold=threshold, coefficients="opensora-plan-v1.1", compute_last_step=True
+        )
+        for speed, threshold in (("slow", 0.1), ("fast", 0.2))
+    }
+    pab_defaults = {
+        "OpenSoraPlanV120PABConfig": "spatial range 2 and cross range 6 over timesteps 100-850",
+        "OpenSoraPlanV110PABConfig": "spatial range 2, temporal 4 and cross 6 over timesteps 100-850, and MLP "
+        "broadcast",
+    }
+    generation = GENERATION
+
+    def model_label(self, settings: Mapping[str, Any]) -> str:
+        return f"Open-Sora-Plan {_label(version(settings['transformer_type']))}"
+
+    def fill_options(self, given: Mapping[str, Any], tiny: bool) -> dict[str, Any]:
+        options = super().fill_options(given, tiny)
+        if not tiny:
+            for name, weights in WEIGHTS[version(options["transformer_type"])].items():
+                if given.get(name) is None:
+                    options[name] = weights
+        return options
+
+    def loop_steps(self, settings: Mapping[str, Any]) -> int:
+        extra = PNDM_WARMUP if version(settings["transformer_type"]) == "v110" else 0
+        return int(settings["num_steps"]) + extra
+
+    def teacache_preset(self, speed: str, settings: Mapping[str, Any]) -> str | None:
+        return super().teacache_preset(f"{_label(version(settings['transformer_type']))}-{speed}", settings)
+
+    def pab_config_name(self, settings: Mapping[str, Any]) -> str | None:
+        v110 = version(settings["transformer_type"]) == "v110"
+        return "OpenSoraPlanV110PABConfig" if v110 else self.pab_config_class
+
+    def check_generation(self, settings: dict[str, Any]) -> None:
+        if version(settings["transformer_type"]) == "v110" and settings["num_steps"] < 4:
+            raise ValueError(
+                f"--steps {settings['num_steps']}: Open-Sora-Plan v1.1's PNDM sampler needs at least 4; try --steps 4."
+            )
+
+    def videosys_config(self, settings: dict[str, Any], num_gpus: int) -> Any:
+        from ..videosys_compat import import_videosys
+
+        ttype = settings["transformer_type"]
+        config_class = import_videosys().OpenSoraPlanConfig
+        if settings["tiny"]:
+            config = config_class(version=version(ttype), transformer_type=ttype, enable_tiling=False)
+            config.num_frames = TINY_FRAMES  # the frame count the pipeline reads; the tiny VAE makes 64x64
+            return config
+        weights = {name: settings[name] for name in WEIGHTS["v120"]}
+        return config_class(version=version(ttype), transformer_type=ttype, num_gpus=num_gpus, **weights)
+
+    def generate(self, target: Any, prompt: str, seed: int, settings: dict[str, Any]) -> Any:
+        output = target.generate(
+            prompt,
+            seed=seed,
+            num_inference_steps=settings["num_steps"],
+            guidance_scale=settings["cfg_scale"],
+            **quiet_generate_kwargs(target),
+        )
+        return video_frames(output.video[0])
 
     def matches(self, module: nn.Module) -> bool:
         if not super().matches(module) or len(getattr(module, "transformer_blocks", ())) == 0:
@@ -122,6 +256,10 @@ class OpenSoraPlan(ModelFamily):
             device=torch.device("cpu"),
             dtype=torch.float32,
         )
+
+
+def _label(version: str) -> str:
+    return {"v120": "v1.2", "v110": "v1.1"}[version]
 
 
 def _is_v110(module: nn.Module) -> bool:

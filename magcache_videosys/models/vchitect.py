@@ -18,6 +18,10 @@ needs ``num_steps`` (steps, not calls).
 No TeaCache reference or coefficients exist for Vchitect, and this family gives no TeaCache
 signal. No MagCache ratio table is published; make one with ``python -m magcache_videosys
 calibrate --model vchitect ...`` (real weights, one prompt).
+
+Generation (``experiments/vchitect.py``): VideoSys's ``VchitectXLPipeline.generate`` defaults. Its
+sampling loop draws a tqdm progress bar that no argument turns off, so a Vchitect run shows one per
+video (on every rank).
 """
 
 from __future__ import annotations
@@ -27,10 +31,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import ModelFamily, StackBinding, call_arg, position
+from ..console import int_at_least
+from .base import Generation, GenerationOption, ModelFamily, StackBinding, call_arg, position, size_check, video_frames
 
 CLIP_LENGTH = 77  # the CLIP tokenizers' model_max_length, which the pipeline reads
 T5_LENGTH = 256  # the pipeline's max_sequence_length_t5
+
+# VideoSys's VchitectXLPipeline.generate and VchitectConfig defaults; --tiny generates 64x64, 4 frames.
+GENERATION = Generation(
+    steps=100,
+    cfg_scale=7.5,
+    options=(
+        GenerationOption("height", "--height", 288, 64, "frame height in pixels, a multiple of 16", int_at_least(16)),
+        GenerationOption("width", "--width", 480, 64, "frame width in pixels, a multiple of 16", int_at_least(16)),
+        GenerationOption("num_frames", "--frames", 40, 4, "frame count", int_at_least(1)),
+    ),
+    weights=(
+        GenerationOption("model_path", "--model-path", "Vchitect/Vchitect-2.0-2B", "tiny-random", "Vchitect pipeline"),
+    ),
+    fps=8,
+    dtype="bf16",
+)
 
 
 class Vchitect(ModelFamily):
@@ -40,6 +61,36 @@ class Vchitect(ModelFamily):
     pipeline_classes = ("VchitectXLPipeline",)
     config_class = "VchitectConfig"
     pab_config_class = "VchitectPABConfig"
+
+    pab_defaults = {"VchitectPABConfig": "spatial range 2, temporal 4 and cross 6 over timesteps 100-800"}
+    generation = GENERATION
+
+    def model_label(self, settings: Any) -> str:
+        return "Vchitect-2.0"
+
+    def check_generation(self, settings: dict[str, Any]) -> None:
+        why = "the VAE's 8x and the transformer's 2x2 patches"
+        size_check("--height", settings["height"], 16, why)
+        size_check("--width", settings["width"], 16, why)
+
+    def videosys_config(self, settings: dict[str, Any], num_gpus: int) -> Any:
+        from ..videosys_compat import import_videosys
+
+        if settings["tiny"]:
+            return import_videosys().VchitectConfig()
+        return import_videosys().VchitectConfig(model_path=settings["model_path"], num_gpus=num_gpus)
+
+    def generate(self, target: Any, prompt: str, seed: int, settings: dict[str, Any]) -> Any:
+        output = target.generate(
+            prompt,
+            seed=seed,
+            height=settings["height"],
+            width=settings["width"],
+            frames=settings["num_frames"],
+            num_inference_steps=settings["num_steps"],
+            guidance_scale=settings["cfg_scale"],
+        )
+        return video_frames(output.video[0])
 
     def matches(self, module: nn.Module) -> bool:
         return super().matches(module) and len(getattr(module, "transformer_blocks", ())) > 0
