@@ -106,6 +106,8 @@ COMMANDS: dict[str, object] = {
     "python experiments/opensora.py --method schedule --schedule searched_12of30.json --out samples/searched_12": Run(
         f"{TINY} --steps 10", TINY_WHY, ("samples/searched_12/manifest.jsonl",), videosys=True
     ),
+    "PYTHONPATH=/path/to/VideoSys python benchmarks/search_heldout.py --model testbed --out results/search "
+    "--threads 1": NotHere("a benchmark of about 15 minutes on 2 cores (its numbers are the README's table)"),
     # Generate the VBench prompt set
     "python experiments/opensora.py --method base --out samples/base": Run(
         TINY, TINY_WHY, ("samples/base/manifest.jsonl",), videosys=True
