@@ -375,16 +375,18 @@ def cmd_search_calibrate(args: argparse.Namespace) -> int:
         except USER_ERRORS as exc:
             raise UsageError(str(exc)) from None
         settings = plan.settings.to_dict()
-        errors = record_segment_errors(
-            generator.pipeline,
-            lambda prompt, seed: generator.generate(prompt, seed).video,
-            samples,
-            n,
-            args.K,
-            first_start,
-            provenance={"settings": settings, "source": f"{PROG} search-calibrate --model {family.name}"},
-        )
-        generator.close()
+        try:
+            errors = record_segment_errors(
+                generator.pipeline,
+                lambda prompt, seed: generator.generate(prompt, seed).video,
+                samples,
+                n,
+                args.K,
+                first_start,
+                provenance={"settings": settings, "source": f"{PROG} search-calibrate --model {family.name}"},
+            )
+        finally:
+            generator.close()
     errors.save(args.out)
     print(
         f"wrote {args.out}: {len(errors.errors)} segment errors over {len(samples)} video(s), "
