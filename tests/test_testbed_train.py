@@ -59,7 +59,8 @@ def test_a_short_run_writes_everything_and_resuming_gives_the_same_weights(train
     provenance = json.loads((straight / "provenance.json").read_text())
     assert provenance["settings"]["steps"] == 3 and provenance["settings"]["seed"] == 0
     assert provenance["weights"]["bytes"] == (straight / "testbed.safetensors").stat().st_size
-    assert provenance["final_loss"] > 0 and provenance["wall_time_s"] > 0
+    assert provenance["final_loss"] > 0 and provenance["wall_time_s"] > 0 and provenance["cpu_share"] > 0
+    assert provenance["machine"]["load_average_1min"]["samples"] == 1  # one checkpoint: at the last step
     assert {"torch", "transformers", "videosys"} <= set(provenance["versions"])
 
     # Interrupted after the second step (checkpoints every step), then resumed with the same command.

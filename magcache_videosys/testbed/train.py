@@ -21,6 +21,7 @@ import math
 import os
 import platform
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,16 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the test bed (a small STDiT3 on the synthetic shapes task) on the CPU.",
     )
     parser.add_argument("--out", required=True, help="folder for the checkpoint, weights, provenance and loss curve")
-    parser.add_argument("--steps", type=int_at_least(1), default=1500, help="optimizer steps (default 1500)")
+    parser.add_argument("--steps", type=int_at_least(1), default=5000, help="optimizer steps (default 5000)")
     parser.add_argument("--batch-size", type=int_at_least(1), default=16, help="clips per step (default 16)")
-    parser.add_argument("--lr", type=float_at_least(0.0, exclusive=True), default=1e-3, help="peak learning rate")
+    parser.add_argument(
+        "--lr", type=float_at_least(0.0, exclusive=True), default=3e-3, help="peak learning rate (default 3e-3)"
+    )
     parser.add_argument("--warmup", type=int_at_least(0), default=100, help="steps of linear warm-up (default 100)")
     parser.add_argument(
         "--ema", type=float_at_least(0.0), default=0.995, help="decay of the weights' moving average (default 0.995)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, the clips and the noise")
     parser.add_argument("--threads", type=int_at_least(1), default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--checkpoint-every", type=int_at_least(1), default=100, help="steps between checkpoints")
+    parser.add_argument(
+        "--checkpoint-every", type=int_at_least(1), default=250, help="steps between checkpoints (default 250)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -126,7 +131,8 @@ class Trainer:
         self.ema = {k: v.detach().clone() for k, v in self.transformer.state_dict().items()}
         self.step_index = 0
         self.losses: list[float] = []
-        self.elapsed = dict(wall_s=0.0, cpu_s=0.0)
+        # Time spent and the 1-minute load average at each checkpoint: how busy the machine was.
+        self.elapsed: dict[str, Any] = dict(wall_s=0.0, cpu_s=0.0, load=[])
 
     def batch(self, size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Clean latents and the transformer's keyword arguments for ``size`` random clips."""
@@ -187,7 +193,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.ema = state["ema"]
         torch.set_rng_state(state["rng"])
-        self.step_index, self.losses, self.elapsed = state["step"], list(state["losses"]), dict(state["elapsed"])
+        self.step_index, self.losses = state["step"], list(state["losses"])
+        self.elapsed = dict(state["elapsed"], load=list(state["elapsed"]["load"]))
 
 
 def save_checkpoint(path: Path, trainer: Trainer) -> None:
@@ -270,6 +277,7 @@ def finish(out: Path, trainer: Trainer, argv: Sequence[str], threads: int) -> di
     )
     plot_loss(trainer.losses, out / "loss.png", title)
     params = sum(p.numel() for p in trainer.transformer.parameters())
+    load = trainer.elapsed["load"] or [os.getloadavg()[0]]
     provenance = dict(
         command="python -m magcache_videosys.testbed.train " + shlex.join(argv),
         settings=settings,
@@ -281,8 +289,14 @@ def finish(out: Path, trainer: Trainer, argv: Sequence[str], threads: int) -> di
         weights=dict(file=weights.name, bytes=weights.stat().st_size, sha256=_sha256(weights)),
         wall_time_s=round(trainer.elapsed["wall_s"], 1),
         cpu_time_s=round(trainer.elapsed["cpu_s"], 1),
+        cpu_share=round(trainer.elapsed["cpu_s"] / max(trainer.elapsed["wall_s"], 1e-9), 3),
+        cpu_share_definition="process CPU time / wall time; with one torch thread, 1.0 means a whole core",
         torch_threads=threads,
-        machine=dict(platform=platform.platform(), cpus=os.cpu_count(), load_average_at_end=os.getloadavg()),
+        machine=dict(
+            platform=platform.platform(),
+            cpus=os.cpu_count(),
+            load_average_1min=dict(mean=statistics.fmean(load), max=max(load), samples=len(load)),
+        ),
         versions=_versions(),
     )
     write_json_atomic(out / "provenance.json", provenance)
@@ -307,6 +321,7 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         now_wall, now_cpu = time.perf_counter(), time.process_time()
         trainer.elapsed["wall_s"] += now_wall - wall
         trainer.elapsed["cpu_s"] += now_cpu - cpu
+        trainer.elapsed["load"].append(os.getloadavg()[0])
         wall, cpu = now_wall, now_cpu
 
     try:
