@@ -40,10 +40,10 @@ DIRECTIONS: dict[str, tuple[float, float]] = {
 }
 
 # Geometry in frame sizes (x across the width, y down the height); ranges are drawn uniformly.
-TRAVEL = 0.4  # distance the centre moves over the whole clip
-START = (0.2, 0.4)  # where the centre starts along the motion, from the edge it moves away from
-ACROSS = (0.25, 0.75)  # the centre's position across the motion
-RADIUS = (0.14, 0.2)  # radius of a circle, half the side of a square
+TRAVEL = 0.5  # distance the centre moves over the whole clip
+START = (0.22, 0.28)  # where the centre starts along the motion, from the edge it moves away from
+ACROSS = (0.45, 0.55)  # the centre's position across the motion
+RADIUS = (0.16, 0.19)  # radius of a circle, half the side of a square
 TEMPLATE = "a {colour} {shape} moves {direction} on a {background} background"
 # Every word a prompt can hold: the template's fixed words, then the four choices.
 VOCABULARY = tuple(
