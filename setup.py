@@ -15,6 +15,7 @@ setup(
     packages=find_packages(include=["magcache_videosys", "magcache_videosys.*"]),
     package_data={
         "magcache_videosys.ratio_tables": ["*.json"],
+        "magcache_videosys.experiments": ["*.json"],
         "magcache_videosys.testbed": ["weights/*.safetensors", "weights/*.json", "study/*.json"],
     },
     # torch is left unpinned so GPU users keep their CUDA build; on a CPU-only machine install
@@ -27,6 +28,7 @@ setup(
             "pytest>=7",
             "ruff==0.17.6",  # exact: formatting and rules change between releases
             "diffusers>=0.30,<1",
+            "transformers>=4.39,<5",  # the tiny T5 text encoders of the VideoSys-free model tests
             "matplotlib",
             "imageio",
             "imageio-ffmpeg",

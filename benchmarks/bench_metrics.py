@@ -1,4 +1,4 @@
-"""PSNR + SSIM throughput: the reference tool's per-frame loop against magcache_videosys.metrics.
+"""PSNR + SSIM throughput and memory: the reference tool's per-frame loop against magcache_videosys.metrics.
 
 Makes a folder of reference mp4s (smooth random content) and "generated" copies with Gaussian noise
 of a known level, then on the same CPU measures, for each side:
@@ -6,14 +6,18 @@ of a known level, then on the same CPU measures, for each side:
 * metrics only: frames already decoded in memory, frame pairs per second; ours with the fused CPU
   kernels (the default; their one-time compile is timed separately) and eagerly (what runs where no
   C++ compiler is found);
-* end to end: decode both folders and score them, frame pairs per second.
+* end to end: decode both folders and score them, frame pairs per second;
+* peak memory: one evaluation of 10, 100 and 1,000 pairs (``--rss-pairs``; hard links to a few
+  videos of ``--rss-frames`` frames, decoded for real), each in a fresh process, its peak RSS.
 
 The baseline is a straightforward re-implementation of the reference tool's structure (imageio
-reader, per-video tensors, per frame and channel ``cv2.filter2D`` in float64 for SSIM and a numpy
-mean for PSNR); it needs ``opencv-python-headless``. Both sides must agree on the mean values.
+reader, per-video tensors, per frame and channel an 11x11 Gaussian filter in float64 for SSIM and a
+numpy mean for PSNR). The reference filters with ``cv2.filter2D``; here the same float64 filter is
+two ``scipy.ndimage.correlate1d`` passes (equal to 1e-15; scipy comes with the test extra through
+scikit-image), so no OpenCV is needed. Both sides must agree on the mean values.
 
-    python benchmarks/bench_metrics.py                      # 32 videos, 51 frames, 240p
-    python benchmarks/bench_metrics.py --videos 8 --frames 17 --height 144 --width 256   # quick
+    python benchmarks/bench_metrics.py                      # 32 videos, 51 frames, 240p; ~10 minutes on 2 cores
+    python benchmarks/bench_metrics.py --videos 8 --frames 17 --height 144 --width 256 --rss-pairs 10,100   # quick
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import argparse
 import contextlib
 import math
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,9 +38,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as eval/common_metrics/ev
 import numpy as np
 import torch
 
+import magcache_videosys
+from magcache_videosys.console import float_at_least, int_at_least
 from magcache_videosys.metrics.evaluate import FrameScorer, default_batch_size, evaluate, score_video, scoring_context
 from magcache_videosys.metrics.fused import ENV_SWITCH
 from magcache_videosys.metrics.video_io import read_video
+
+_START = time.perf_counter()
+
+
+def say(message: str) -> None:
+    """Progress on stdout as each stage starts, so a long run is never silent."""
+    print(f"[{time.perf_counter() - _START:6.0f}s] {message}", flush=True)
 
 
 def make_videos(root: Path, videos: int, frames: int, height: int, width: int, noise: float, seed: int) -> None:
@@ -67,18 +82,31 @@ def baseline_load(path: Path) -> torch.Tensor:
     return torch.stack(frames)
 
 
-def baseline_ssim_channel(img1: np.ndarray, img2: np.ndarray) -> float:
-    import cv2
+def gaussian_kernel() -> np.ndarray:
+    """``cv2.getGaussianKernel(11, 1.5)``: the normalised 1-D Gaussian, float64."""
+    x = np.arange(11, dtype=np.float64) - 5
+    kernel = np.exp(-(x**2) / (2 * 1.5**2))
+    return kernel / kernel.sum()
 
+
+def baseline_filter(img: np.ndarray) -> np.ndarray:
+    """``cv2.filter2D(img, -1, outer(k, k))[5:-5, 5:-5]`` in float64: the same window as two 1-D passes
+    (cv2's default border is scipy's "mirror"; the crop drops every pixel it touches)."""
+    from scipy.ndimage import correlate1d
+
+    kernel = gaussian_kernel()
+    rows = correlate1d(img, kernel, axis=0, mode="mirror")
+    return correlate1d(rows, kernel, axis=1, mode="mirror")[5:-5, 5:-5]
+
+
+def baseline_ssim_channel(img1: np.ndarray, img2: np.ndarray) -> float:
     c1, c2 = 0.01**2, 0.03**2
     img1, img2 = img1.astype(np.float64), img2.astype(np.float64)
-    kernel = cv2.getGaussianKernel(11, 1.5)
-    window = np.outer(kernel, kernel.transpose())
-    mu1 = cv2.filter2D(img1, -1, window)[5:-5, 5:-5]
-    mu2 = cv2.filter2D(img2, -1, window)[5:-5, 5:-5]
-    sigma1 = cv2.filter2D(img1**2, -1, window)[5:-5, 5:-5] - mu1**2
-    sigma2 = cv2.filter2D(img2**2, -1, window)[5:-5, 5:-5] - mu2**2
-    sigma12 = cv2.filter2D(img1 * img2, -1, window)[5:-5, 5:-5] - mu1 * mu2
+    mu1 = baseline_filter(img1)
+    mu2 = baseline_filter(img2)
+    sigma1 = baseline_filter(img1**2) - mu1**2
+    sigma2 = baseline_filter(img2**2) - mu2**2
+    sigma12 = baseline_filter(img1 * img2) - mu1 * mu2
     ssim_map = ((2 * mu1 * mu2 + c1) * (2 * sigma12 + c2)) / ((mu1**2 + mu2**2 + c1) * (sigma1 + sigma2 + c2))
     return float(ssim_map.mean())
 
@@ -104,6 +132,10 @@ def baseline_scores(references: list[torch.Tensor], generated: list[torch.Tensor
 
 
 # ----- measurements ------------------------------------------------------------------------------------
+
+
+def runs(count: int) -> str:
+    return f"{count} run{'s' if count != 1 else ''}"
 
 
 def best_time(function, repeats: int):
@@ -142,37 +174,102 @@ def ours_in_memory(references: list[np.ndarray], generated: list[np.ndarray], ba
     return float(np.mean(np.mean(psnr, axis=0))), float(np.mean(np.mean(ssim, axis=0)))
 
 
+# ----- peak memory: one evaluation per fresh process ------------------------------------------------------
+
+MEASURE_RSS = """
+import os, sys, time
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from magcache_videosys.metrics.evaluate import evaluate
+root, workers = sys.argv[1], int(sys.argv[2])
+start = time.perf_counter()
+(result,) = evaluate(f"{root}/reference", [f"{root}/generated"], metrics="psnr,ssim", device="cpu",
+                     workers=workers, progress=False)
+seconds = time.perf_counter() - start
+with open("/proc/self/status") as status:
+    peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+print(peak_kb, seconds, sum(v.frames for v in result.videos))
+"""
+
+
+def link_pairs(source: Path, target: Path, count: int) -> None:
+    """``count`` pairs in ``target/{reference,generated}``: hard links to the few videos of ``source``."""
+    names = sorted(p.name for p in (source / "reference").iterdir())
+    for folder in ("reference", "generated"):
+        (target / folder).mkdir(parents=True)
+        for index in range(count):
+            os.link(source / folder / names[index % len(names)], target / folder / f"video_{index:05d}.mp4")
+
+
+def peak_rss(root: Path, workers: int) -> tuple[float, float, int]:
+    """Peak RSS (MB) of a fresh process evaluating ``root``, its evaluation seconds and frame pairs."""
+    package_root = str(Path(magcache_videosys.__file__).resolve().parents[1])  # the code this benchmark imported
+    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    run = subprocess.run(
+        [sys.executable, "-c", MEASURE_RSS, str(root), str(workers)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    if run.returncode:
+        raise SystemExit(f"the peak-memory run failed:\n{run.stderr}")
+    peak_kb, seconds, frames = run.stdout.split()
+    return int(peak_kb) / 1024, float(seconds), int(frames)
+
+
+def pair_counts(text: str) -> list[int]:
+    counts = [int_at_least(1)(part) for part in text.split(",") if part.strip()]
+    if not counts:
+        raise argparse.ArgumentTypeError("give at least one pair count, e.g. 10,100,1000")
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, default=32)
-    parser.add_argument("--frames", type=int, default=51)
-    parser.add_argument("--height", type=int, default=240)
-    parser.add_argument("--width", type=int, default=426)
-    parser.add_argument("--noise", type=float, default=8.0, help="std of the Gaussian noise, in 0..255 units")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per measurement; the fastest counts")
-    parser.add_argument("--baseline-videos", type=int, default=None, help="time the slow baseline on fewer videos")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding threads (ours)")
-    parser.add_argument("--batch-size", type=int, default=None, help="frames per metric call (ours)")
+    parser.add_argument("--videos", type=int_at_least(1), default=32)
+    parser.add_argument("--frames", type=int_at_least(1), default=51)
+    parser.add_argument("--height", type=int_at_least(11), default=240)
+    parser.add_argument("--width", type=int_at_least(11), default=426)
+    parser.add_argument(
+        "--noise", type=float_at_least(0), default=8.0, help="std of the Gaussian noise, in 0..255 units"
+    )
+    parser.add_argument(
+        "--repeats", type=int_at_least(1), default=2, help="timed runs per measurement; the fastest counts"
+    )
+    parser.add_argument(
+        "--baseline-videos", type=int_at_least(1), default=None, help="time the slow baseline on fewer videos"
+    )
+    parser.add_argument(
+        "--workers", type=int_at_least(0), default=min(4, os.cpu_count() or 1), help="decoding threads (ours)"
+    )
+    parser.add_argument("--batch-size", type=int_at_least(1), default=None, help="frames per metric call (ours)")
+    parser.add_argument(
+        "--rss-pairs",
+        type=pair_counts,
+        default=[10, 100, 1000],
+        help="pair counts of the peak-memory runs, comma-separated (default: 10,100,1000)",
+    )
+    parser.add_argument(
+        "--rss-frames", type=int_at_least(1), default=17, help="frames per video of the peak-memory runs (default: 17)"
+    )
     parser.add_argument("--dir", type=Path, help="where to put the videos (default: a temporary folder)")
     args = parser.parse_args()
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        raise SystemExit("the baseline needs OpenCV: pip install opencv-python-headless") from None
+    if not Path("/proc/self/status").is_file():
+        raise SystemExit("the peak-memory runs read /proc/self/status: run this on Linux")
 
     with tempfile.TemporaryDirectory() as tmp:
         root = args.dir or Path(tmp)
+        say(f"making {args.videos} x 2 videos of {args.frames} frames {args.width}x{args.height}")
         start = time.perf_counter()
         make_videos(root, args.videos, args.frames, args.height, args.width, args.noise, seed=0)
-        print(
-            f"made {args.videos} x 2 videos of {args.frames} frames {args.width}x{args.height} "
-            f"in {time.perf_counter() - start:.1f}s (noise std {args.noise}/255: PSNR of the raw noise "
-            f"{20 * math.log10(255 / args.noise):.2f} dB before compression)"
+        say(
+            f"made them in {time.perf_counter() - start:.1f}s (noise std {args.noise}/255: PSNR of the raw noise "
+            f"{20 * math.log10(255 / args.noise) if args.noise else math.inf:.2f} dB before compression)"
         )
         names = sorted(p.name for p in (root / "reference").iterdir())
         n_base = min(args.baseline_videos or len(names), len(names))
-        print(f"CPU threads: torch {torch.get_num_threads()}, os {os.cpu_count()}; baseline timed on {n_base} videos")
+        say(f"CPU threads: torch {torch.get_num_threads()}, os {os.cpu_count()}; baseline timed on {n_base} videos")
 
+        say("decoding every video once")
         paths = [root / folder / n for n in names for folder in ("reference", "generated")]
         with ThreadPoolExecutor(max(1, args.workers)) as pool:
             t_decode, decoded = best_time(lambda: list(pool.map(read_video, paths)), 1)
@@ -182,11 +279,15 @@ def main() -> None:
         base_refs = [torch.from_numpy(r).permute(0, 3, 1, 2) for r in refs[:n_base]]
         base_gens = [torch.from_numpy(g).permute(0, 3, 1, 2) for g in gens[:n_base]]
 
+        say(f"metrics only: the reference loop, {runs(args.repeats)} (the slowest stage)")
         t_base_mem, base_values = best_time(lambda: baseline_scores(base_refs, base_gens), args.repeats)
         with fused_kernels(True):
+            say("metrics only: the fused kernels, first call (compiles for this frame size, or loads the cache)")
             t_compile, _ = best_time(lambda: ours_in_memory(refs[:1], gens[:1], args.batch_size), 1)
+            say(f"metrics only: the fused kernels, {runs(args.repeats)}")
             t_ours_mem, ours_values = best_time(lambda: ours_in_memory(refs, gens, args.batch_size), args.repeats)
         with fused_kernels(False):
+            say(f"metrics only: eager torch, {runs(args.repeats)}")
             t_eager, eager_values = best_time(lambda: ours_in_memory(refs, gens, args.batch_size), args.repeats)
         ours_subset = ours_in_memory(refs[:n_base], gens[:n_base], args.batch_size)
 
@@ -208,13 +309,24 @@ def main() -> None:
             )
             return result.mean("psnr"), result.mean("ssim")
 
+        say("end to end: the reference loop, 1 run")
         t_base_e2e, _ = best_time(baseline_end_to_end, 1)
+        say(f"end to end: magcache_videosys, {runs(args.repeats)}")
         t_ours_e2e, ours_e2e_values = best_time(ours_end_to_end, args.repeats)
+
+        memory = []
+        source = root / "rss_source"
+        say(f"peak memory: making 4 x 2 videos of {args.rss_frames} frames {args.width}x{args.height}")
+        make_videos(source, 4, args.rss_frames, args.height, args.width, args.noise, seed=1)
+        for count in args.rss_pairs:
+            say(f"peak memory: {count} pairs in a fresh process")
+            link_pairs(source, root / f"rss_{count}", count)
+            memory.append((count, *peak_rss(root / f"rss_{count}", args.workers)))
 
     base_rate, base_e2e_rate = frames_base / t_base_mem, frames_base / t_base_e2e
     rows = [
         (f"decode only ({max(1, args.workers)} threads, 2 videos per pair)", frames_all / t_decode, None),
-        ("metrics only: reference loop (cv2, float64)", base_rate, None),
+        ("metrics only: reference loop (scipy, float64)", base_rate, None),
         ("metrics only: magcache_videosys (fused)", frames_all / t_ours_mem, frames_all / t_ours_mem / base_rate),
         ("metrics only: magcache_videosys (eager)", frames_all / t_eager, frames_all / t_eager / base_rate),
         ("end to end: reference loop", base_e2e_rate, None),
@@ -241,6 +353,13 @@ def main() -> None:
         f"wait for each other; reached {e2e_rate / shared:.0%} of that, with decoding {e2e_rate / decode_rate:.0%} "
         f"and metrics {e2e_rate / metric_rate:.0%} of the CPU time"
     )
+    print(
+        f"\npeak memory of one evaluation (PSNR + SSIM, fused, {args.workers} decoding threads) in a fresh process, "
+        f"videos of {args.rss_frames} frames {args.width}x{args.height}:"
+    )
+    print(f"{'pairs':>7s} {'frame pairs':>12s} {'peak RSS MB':>12s} {'seconds':>8s} {'frame pairs/s':>14s}")
+    for count, peak_mb, seconds, frames in memory:
+        print(f"{count:7d} {frames:12d} {peak_mb:12.0f} {seconds:8.1f} {frames / seconds:14.1f}")
 
 
 if __name__ == "__main__":

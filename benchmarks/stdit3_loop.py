@@ -36,6 +36,10 @@ class Timings:
         self.walls.setdefault(name, []).append(wall)
         self.steps.setdefault(name, []).append(per_step)
 
+    def add_seconds(self, name: str, seconds: float) -> None:
+        """A run timed by one clock only, without per-step CPU times (``clock`` "wall")."""
+        self.add(name, (seconds, seconds, []))
+
     def best(self, name: str) -> float:
         """The best loop, or the sum of per-step minima: interference on a shared machine only adds time."""
         if self.clock == "steps":

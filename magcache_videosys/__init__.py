@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .adapters import UnsupportedModelError, register_adapter, supported_models
 from .magcache import PRESETS, MagCacheConfig, apply_magcache, remove_magcache
+from .models import ModelFamily, UnsupportedModelError, register_family, supported_models
 from .plugin import (
     CachedPipeline,
     disable_magcache,
@@ -25,14 +25,20 @@ from .teacache import TeaCacheConfig, apply_teacache, remove_teacache
 __version__ = "0.1.0"
 
 _NEEDS_VIDEOSYS = {"OpenSoraConfig": "configs"}
+_FROM_VIDEOSYS = ("VideoSysEngine",)
 
 
 def __getattr__(name: str) -> Any:
-    # Config classes subclass VideoSys's own, so they load (and import VideoSys) on first use.
+    # Config classes subclass VideoSys's own, and VideoSys's engine is re-exported: they load (and
+    # import VideoSys, with the fixes of videosys_compat) on first use.
     if name in _NEEDS_VIDEOSYS:
         from importlib import import_module
 
         return getattr(import_module(f".{_NEEDS_VIDEOSYS[name]}", __name__), name)
+    if name in _FROM_VIDEOSYS:
+        from .videosys_compat import import_videosys
+
+        return getattr(import_videosys(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -41,12 +47,14 @@ __all__ = [
     "TEACACHE_PRESETS",
     "CachedPipeline",
     "MagCacheConfig",
+    "ModelFamily",
     "OpenSoraConfig",
     "RatioTable",
     "RatioTableError",
     "RunStats",
     "TeaCacheConfig",
     "UnsupportedModelError",
+    "VideoSysEngine",
     "apply_magcache",
     "apply_teacache",
     "disable_magcache",
@@ -58,7 +66,7 @@ __all__ = [
     "get_stats",
     "load_ratio_table",
     "plan_schedule",
-    "register_adapter",
+    "register_family",
     "remove_magcache",
     "remove_teacache",
     "shipped_tables",

@@ -30,13 +30,18 @@ def write_atomic(
     path: str | os.PathLike,
     write: Callable[[Path], None],
     verify: Callable[[Path], None] | None = None,
+    temporary: str | os.PathLike | None = None,
 ) -> Path:
     """Call ``write(tmp)`` to produce the file at a temporary name, then ``verify(tmp)`` (raise if
     it is not what it should be), then rename it over ``path``. The file is fsynced before the
-    rename and the folder after it, so a record written afterwards never points at lost data."""
+    rename and the folder after it, so a record written afterwards never points at lost data.
+
+    ``temporary`` names the temporary file where a hidden sibling does not suit (a name near the
+    file-name limit, or a folder whose every file other tools read); it must be on ``path``'s file
+    system and is created, like the sibling, only by ``write``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
+    tmp = temporary_sibling(path) if temporary is None else Path(temporary)
     try:
         write(tmp)
         fd = os.open(tmp, os.O_RDONLY)

@@ -1,149 +1,77 @@
-"""Measuring a model's magnitude-ratio table with VideoSys generation in calibration mode.
+"""Measuring a model's magnitude-ratio table: the generation run in calibration mode, then the average.
 
-Every step is computed; per run the mean token-wise ratio ``||r_t|| / ||r_{t-1}||``, its std and
-the cosine distance are recorded, then averaged over the prompts and seeds. The table keeps the
-settings it was measured under, so a later reader knows what it is valid for.
+``python -m magcache_videosys calibrate`` and ``experiments/<model>.py --method magcache-calibrate``
+are one path: the generation run (resumable, shardable, every video recorded) with MagCache in
+calibration mode, which computes every step and records per step the mean token-wise ratio
+``||r_t|| / ||r_{t-1}||``, its std and the cosine distance. Once every video of the run exists,
+:func:`table_from_records` averages them into a table that keeps the settings it was measured
+under, the spread across videos and the package versions, so a later reader knows what it is
+valid for.
 """
 
 from __future__ import annotations
 
 import platform
 import statistics
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
-from tqdm import tqdm
 
-from .hooks import get_cache
-from .magcache import MagCacheConfig
 from .ratios import RatioTable
-from .stats import RunStats
+from .records import VideoRecord
+
+COLUMNS = ("ratio", "ratio_std", "cosine_distance")
 
 
-@dataclass
-class CalibrationSettings:
-    """What to generate while measuring; defaults are the MagCache paper's Open-Sora setting."""
-
-    prompts: Sequence[str]
-    seeds: Sequence[int] = (0,)
-    steps: int = 30
-    resolution: str = "480p"
-    aspect_ratio: str = "9:16"
-    frames: int = 51
-    cfg_scale: float = 7.0
-    num_gpus: int = 1
-    transformer: str = "hpcai-tech/OpenSora-STDiT-v3"
-    vae: str = "hpcai-tech/OpenSora-VAE-v1.2"
-    text_encoder: str = "DeepFloyd/t5-v1_1-xxl"
-    tiny: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.prompts or any(not isinstance(p, str) or not p.strip() for p in self.prompts):
-            raise ValueError("calibration needs at least one non-empty prompt.")
-        if not self.seeds:
-            raise ValueError("calibration needs at least one seed.")
-        if self.steps < 2:
-            raise ValueError(f"steps must be at least 2, got {self.steps}.")
-
-
-def _generator(settings: CalibrationSettings) -> tuple[Any, str, str]:
-    """A VideoSys engine (or the tiny CPU pipeline) with MagCache in calibration mode."""
-    from .configs import OpenSoraConfig
-
-    config = OpenSoraConfig(
-        transformer=settings.transformer,
-        vae=settings.vae,
-        text_encoder=settings.text_encoder,
-        num_gpus=settings.num_gpus,
-        num_sampling_steps=settings.steps,
-        cfg_scale=settings.cfg_scale,
-        enable_magcache=True,
-        magcache_config=MagCacheConfig(calibrate=True),
-    )
-    if settings.tiny:
-        from .tiny import tiny_opensora_pipeline
-
-        return tiny_opensora_pipeline(config), "tiny random-weight STDiT3 (magcache_videosys.tiny)", "float32"
-    from videosys import VideoSysEngine
-
-    return VideoSysEngine(config), f"Open-Sora 1.2 ({settings.transformer})", "bfloat16"
-
-
-def _stats(target: Any) -> RunStats:
-    pipeline = getattr(target, "driver_worker", target)
-    return get_cache(pipeline.transformer).latest_stats()
-
-
-def calibrate_opensora(settings: CalibrationSettings, name: str = "calibrated", progress: bool = True) -> RatioTable:
-    """Generate every (prompt, seed) with calibration on and return the averaged table."""
-    target, model, dtype = _generator(settings)
-    runs: list[RunStats] = []
-    jobs = [(p, s) for p in settings.prompts for s in settings.seeds]
-    for prompt, seed in tqdm(jobs, desc="calibrating", unit="video", disable=not progress):
-        target.generate(
-            prompt,
-            resolution=settings.resolution,
-            aspect_ratio=settings.aspect_ratio,
-            num_frames=settings.frames,
-            seed=seed,
-            verbose=False,
-        )
-        stats = _stats(target)
-        if not stats.complete or len(stats.ratio) != settings.steps - 1:
-            raise RuntimeError(f"calibration run for {prompt!r} (seed {seed}) did not record every step.")
-        runs.append(stats)
-    return average_runs(runs, settings, name=name, model=model, dtype=dtype)
-
-
-def average_runs(
-    runs: Sequence[RunStats], settings: CalibrationSettings, name: str, model: str, dtype: str
-) -> RatioTable:
-    """One table from several calibration runs: per-step means, with the spread across runs kept."""
-    ratios = [r.ratio for r in runs]
-    per_step = list(zip(*ratios))
-    mean = [statistics.fmean(v) for v in per_step]
-    import magcache_videosys
-
-    measured = dict(
-        model=model,
-        steps=settings.steps,
-        resolution=settings.resolution,
-        aspect_ratio=settings.aspect_ratio,
-        num_frames=settings.frames,
-        cfg_scale=settings.cfg_scale,
-        dtype=dtype,
-        prompts=list(settings.prompts),
-        seeds=list(settings.seeds),
-        runs=len(runs),
-        ratio_std_across_runs=[statistics.pstdev(v) for v in per_step],
-        versions={
-            "magcache_videosys": magcache_videosys.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "videosys": _videosys_version(),
-        },
-        **settings.extra,
+def table_from_records(records: Sequence[VideoRecord], name: str, source: str) -> RatioTable:
+    """One table from the records of a calibration run: per-step means over the videos, with the
+    spread of the ratio across videos, the prompts and the versions kept in its settings."""
+    usable = [r for r in records if r.extra.get("ratio")]
+    if not usable:
+        raise ValueError("no calibration records: every video of a --method magcache-calibrate run records its ratios.")
+    lengths = {len(r.extra["ratio"]) for r in usable}
+    if len(lengths) != 1:
+        raise ValueError(f"calibration records of different step counts ({sorted(lengths)}); calibrate one at a time.")
+    per_step = {key: list(zip(*(r.extra[key] for r in usable))) for key in COLUMNS}
+    settings: dict[str, Any] = dict(usable[0].settings or {})
+    settings.update(
+        videos=len(usable),
+        prompts=sorted({r.prompt or "" for r in usable}),
+        seeds=sorted({r.seed for r in usable if r.seed is not None}),
+        ratio_std_across_videos=[statistics.pstdev(v) for v in per_step["ratio"]],
+        versions=_versions(),
     )
     return RatioTable(
-        ratios=tuple(mean),
-        std=tuple(statistics.fmean(v) for v in zip(*(r.ratio_std for r in runs))),
-        cosine_distance=tuple(statistics.fmean(v) for v in zip(*(r.cosine_distance for r in runs))),
+        ratios=tuple(statistics.fmean(v) for v in per_step["ratio"]),
+        std=tuple(statistics.fmean(v) for v in per_step["ratio_std"]),
+        cosine_distance=tuple(statistics.fmean(v) for v in per_step["cosine_distance"]),
         name=name,
-        model=model,
-        settings=measured,
-        source="python -m magcache_videosys calibrate: mean token-wise residual-norm ratio per step, "
-        "averaged over the prompts and seeds in settings",
+        model=_model_text(settings),
+        settings=settings,
+        source=f"{source}: mean token-wise residual-norm ratio per step, averaged over the videos in settings",
     )
 
 
-def _videosys_version() -> str:
-    from importlib import metadata
+def _model_text(settings: dict[str, Any]) -> str:
+    """The family and its weights, e.g. ``opensora (transformer hpcai-tech/OpenSora-STDiT-v3, ...)``."""
+    from .models import family_named
 
+    model = str(settings.get("model", "unknown"))
     try:
-        return metadata.version("videosys")
-    except metadata.PackageNotFoundError:
-        import videosys
+        weights = family_named(model, generating=True).generation.weights
+    except ValueError:
+        return model
+    return f"{model} ({', '.join(f'{w.name} {settings.get(w.name)}' for w in weights)})"
 
-        return f"source checkout at {videosys.__path__[0]}"
+
+def _versions() -> dict[str, str]:
+    import magcache_videosys
+
+    from .videosys_compat import videosys_version
+
+    return {
+        "magcache_videosys": magcache_videosys.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "videosys": videosys_version(),
+    }

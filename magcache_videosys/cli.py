@@ -7,24 +7,88 @@ Subcommands: ``schedule`` (one setting, step by step), ``sweep`` (a grid of sett
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 import textwrap
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-from .atomic import write_text_atomic
+from .atomic import write_csv_atomic
+from .console import (
+    OutputPathError,
+    check_output_file,
+    finite_float,
+    int_at_least,
+    run_command,
+)
+from .knobs import KNOBS, add_knob_options
 from .magcache import PRESETS, MagCacheConfig
+from .models import FAMILIES, family_named
 from .ratios import RESAMPLE_METHODS, RatioTable, RatioTableError, load_ratio_table, shipped_tables
-from .schedule import SchedulePlan, sweep
+from .schedule import SchedulePlan, reaching_target, sweep
 
-KNOBS = ("threshold", "K", "retention_ratio", "ratio_power")
+PROG = "magcache-videosys"
+SETTING_KNOBS = ("threshold", "K", "retention_ratio", "ratio_power")
+MAX_GRID_VALUES = 1000  # per list: a range such as 0:1:1e-9 is a typo, not a sweep
 
 
 class UsageError(Exception):
     """A command-line mistake; reported as one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad options are one line (the problem, and where the help is), not the whole usage."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# --- option types: checked while the command line is parsed, before any work -----------------
+def _grid(whole: bool, low: float, high: float | None = None) -> Callable[[str], list]:
+    """A list type: ``a,b,c`` or the inclusive range ``start:stop:step`` (``start:stop`` for whole
+    numbers, step 1), every value finite and in ``[low, high)``."""
+    parse_one = _whole_number if whole else finite_float
+    shapes = "a,b,c or start:stop[:step]" if whole else "a,b,c or start:stop:step"
+
+    def parse(text: str) -> list:
+        parts = text.split(":")
+        if len(parts) == 1:
+            values = [parse_one(x.strip()) for x in text.split(",") if x.strip()]
+        elif len(parts) == 3 or (whole and len(parts) == 2):
+            start, stop = parse_one(parts[0]), parse_one(parts[1])
+            step = parse_one(parts[2]) if len(parts) == 3 else 1
+            if step <= 0:
+                raise argparse.ArgumentTypeError(f"range {text!r} needs a step > 0")
+            count = int(round((stop - start) / step)) + 1
+            if count > MAX_GRID_VALUES:
+                raise argparse.ArgumentTypeError(f"range {text!r} has {count} values; at most {MAX_GRID_VALUES}")
+            values = [start + i * step for i in range(max(count, 0)) if start + i * step <= stop + 1e-9 * step]
+            if not whole:
+                values = [round(v, 10) for v in values]  # 0.1 + 2 * 0.1 reads 0.3, not 0.30000000000000004
+        else:
+            raise argparse.ArgumentTypeError(f"cannot read {text!r}: use {shapes}")
+        if not values:
+            raise argparse.ArgumentTypeError(f"{text!r} gives no values (is the range backwards?)")
+        bad = [v for v in values if v < low or (high is not None and v >= high)]
+        if bad:
+            limit = f">= {low:g}" + (f" and < {high:g}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"{bad[0]:g} is out of range: every value must be {limit}")
+        return values
+
+    parse.__name__ = "list"
+    return parse
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+THRESHOLDS = _grid(whole=False, low=0.0)
+K_VALUES = _grid(whole=True, low=0)
+RETENTIONS = _grid(whole=False, low=0.0, high=1.0)
 
 
 # --- shared option handling -------------------------------------------------------------------
@@ -41,10 +105,10 @@ def _fit_table(table: RatioTable, steps: int | None, resample: str | None) -> Ra
 
 
 def _config_from_args(args: argparse.Namespace) -> tuple[MagCacheConfig, RatioTable]:
-    given = [k for k in KNOBS if getattr(args, k) is not None]
+    given = [k for k in SETTING_KNOBS if getattr(args, k) is not None]
     if args.preset is not None:
         if args.ratios is not None or given:
-            fixed = ", ".join(f"--{k.replace('_', '-')}" for k in given) or "--ratios"
+            fixed = ", ".join(KNOBS[k].flag for k in given) or "--ratios"
             raise UsageError(
                 f"--preset {args.preset} fixes the table and knobs, so {fixed} contradicts it; use --ratios with "
                 f"explicit knobs instead, or the preset alone."
@@ -55,40 +119,16 @@ def _config_from_args(args: argparse.Namespace) -> tuple[MagCacheConfig, RatioTa
             raise UsageError("give --preset NAME, or --ratios TABLE with --threshold, --K and --retention-ratio.")
         missing = [k for k in ("threshold", "K", "retention_ratio") if getattr(args, k) is None]
         if missing:
-            raise UsageError(f"--ratios needs {', '.join('--' + k.replace('_', '-') for k in missing)} too.")
+            raise UsageError(f"--ratios needs {', '.join(KNOBS[k].flag for k in missing)} too.")
         base = MagCacheConfig(
             mag_ratios=args.ratios,
             threshold=args.threshold,
             max_skip_steps=args.K,
             retention_ratio=args.retention_ratio,
-            ratio_power=args.ratio_power or 1.0,
+            ratio_power=args.ratio_power,
         )
     table = _fit_table(base.table, args.steps, args.resample)
     return base.replace(mag_ratios=table, resample=args.resample or base.resample), table
-
-
-def _floats(text: str) -> list[float]:
-    """``0.1,0.2`` or an inclusive range ``start:stop:step``."""
-    try:
-        if ":" in text:
-            start, stop, step = (float(x) for x in text.split(":"))
-            if step <= 0:
-                raise UsageError(f"range {text!r} needs a positive step.")
-            count = int(round((stop - start) / step)) + 1
-            return [round(start + i * step, 10) for i in range(max(count, 0)) if start + i * step <= stop + 1e-9]
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"cannot read {text!r} as numbers: use a,b,c or start:stop:step.") from None
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        if ":" in text:
-            start, stop, *step = (int(x) for x in text.split(":"))
-            return list(range(start, stop + 1, step[0] if step else 1))
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"cannot read {text!r} as whole numbers: use 1,2,3 or start:stop.") from None
 
 
 # --- subcommands --------------------------------------------------------------------------------
@@ -96,7 +136,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     cfg, table = _config_from_args(args)
     plan = cfg.plan(table.num_steps)
     if args.json:
-        out = {"table": table.name, "model": table.model, "ratio_power": cfg.ratio_power, **plan.to_dict()}
+        out = {"table": table.name, "model": table.model, "ratio_power": cfg.effective_ratio_power, **plan.to_dict()}
         print(json.dumps(out, indent=2))
         return 0
     resampled = table.settings.get("resampled_from")
@@ -105,7 +145,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     print(
         f"{plan.num_steps} steps, threshold {cfg.threshold:g}, K {cfg.max_skip_steps}, retention "
         f"{cfg.retention_ratio:g} ({_retained(plan)} steps always computed), "
-        f"ratio power {cfg.ratio_power:g}"
+        f"ratio power {cfg.effective_ratio_power:g}"
     )
     print(f"{'step':>4}  {'action':<8}{'ratio':>8}{'acc ratio':>11}{'acc err':>9}")
     for s in plan.steps:
@@ -130,56 +170,41 @@ def _summary(plan: SchedulePlan) -> str:
     )
 
 
+def _row(p: SchedulePlan) -> dict:
+    return {
+        "retention_ratio": p.retention_ratio,
+        "K": p.max_skip_steps,
+        "threshold": p.threshold,
+        "passes": p.num_computed,
+        "predicted_speedup": round(p.predicted_speedup, 4),
+        "skipped_steps": " ".join(map(str, p.skipped_steps)),
+    }
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
+    for path, option in ((args.csv, "--csv"), (args.plot, "--plot")):
+        if path:
+            check_output_file(path, option)
+    if args.plot:
+        _require_matplotlib()
     table = _fit_table(load_ratio_table(args.ratios), args.steps, args.resample)
-    ratios = [r**args.ratio_power for r in table.ratios]
-    thresholds, ks, retentions = _floats(args.thresholds), _ints(args.K), _floats(args.retention_ratios)
-    bad = [f"threshold {t:g}" for t in thresholds if t < 0] + [f"K {k}" for k in ks if k < 0]
-    bad += [f"retention ratio {r:g}" for r in retentions if not 0 <= r < 1]
-    if bad:
-        raise UsageError(f"invalid grid values: {', '.join(bad)} (threshold >= 0, K >= 0, 0 <= retention < 1).")
-    if not (thresholds and ks and retentions):
-        empty = [n for n, v in (("--thresholds", thresholds), ("--K", ks), ("--retention-ratios", retentions)) if not v]
-        raise UsageError(f"the grid has no points: {', '.join(empty)} is empty.")
-    plans = sweep(ratios, thresholds, ks, retentions)
-    rows = [
-        {
-            "retention_ratio": p.retention_ratio,
-            "K": p.max_skip_steps,
-            "threshold": p.threshold,
-            "passes": p.num_computed,
-            "predicted_speedup": round(p.predicted_speedup, 4),
-            "skipped_steps": " ".join(map(str, p.skipped_steps)),
-        }
-        for p in plans
-    ]
+    power = table.ratio_power if args.ratio_power is None else args.ratio_power
+    plans = sweep(table.powered(args.ratio_power), args.thresholds, args.K, args.retention_ratios)
+    rows = [_row(p) for p in plans]
     if args.csv:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(args.csv, buffer.getvalue())
+        write_csv_atomic(args.csv, list(rows[0]), [list(r.values()) for r in rows])
     if args.plot:
         from .plots import plot_sweep
 
-        plot_sweep(plans, args.plot)
-    reach = [r for r in rows if args.target_passes is not None and r["passes"] <= args.target_passes]
-    reach.sort(key=lambda r: (-r["passes"], r["threshold"], r["K"], r["retention_ratio"]))
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "table": table.name,
-                    "num_steps": table.num_steps,
-                    "ratio_power": args.ratio_power,
-                    "rows": rows,
-                    "reaching_target": reach,
-                },
-                indent=2,
-            )
+        plot_sweep(
+            plans, args.plot, target_passes=args.target_passes, title=f"table {table.name}, ratio power {power:g}"
         )
+    reach = [] if args.target_passes is None else [_row(p) for p in reaching_target(plans, args.target_passes)]
+    if args.json:
+        out = {"table": table.name, "num_steps": table.num_steps, "ratio_power": power, "rows": rows}
+        print(json.dumps({**out, "reaching_target": reach}, indent=2))
         return 0
-    print(f"table {table.name}, {table.num_steps} steps, ratio power {args.ratio_power:g}")
+    print(f"table {table.name}, {table.num_steps} steps, ratio power {power:g}")
     print(f"{'retention':>9}{'K':>4}{'threshold':>11}{'passes':>8}{'speedup':>9}")
     for r in rows:
         print(
@@ -201,43 +226,56 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import CalibrationSettings, calibrate_opensora
+    """The generation run with ``--method magcache-calibrate`` into ``--videos``, then its table."""
+    from .calibrate import table_from_records
+    from .experiments.cli import USER_ERRORS
+    from .experiments.generation import VideoSysGenerator, preflight
+    from .experiments.runner import Options, make_plan, run
 
-    if args.model != "opensora":
-        raise UsageError(f"unknown --model {args.model!r}; calibration supports: opensora.")
+    check_output_file(args.out, "--out")
+    if args.plot:
+        check_output_file(args.plot, "--plot")
+        _require_matplotlib()
     prompts = list(args.prompt or [])
     if args.prompts:
-        try:
-            with open(args.prompts, encoding="utf-8") as f:
-                prompts += [line.strip() for line in f if line.strip()]
-        except OSError as exc:
-            raise UsageError(f"cannot read --prompts {args.prompts}: {exc.strerror}.") from None
+        from .experiments.prompts import load_prompts
+
+        prompts += load_prompts(args.prompts).prompts
     if not prompts:
         raise UsageError("give at least one --prompt (or --prompts FILE with one prompt a line).")
-    import torch
-
-    if not args.tiny and not torch.cuda.is_available():
-        raise UsageError("no CUDA device: calibrating Open-Sora needs a GPU; --tiny runs a CPU smoke calibration.")
-    from .videosys_compat import import_videosys
-
-    try:
-        import_videosys()
-    except ImportError as exc:
-        raise UsageError(str(exc)) from None
-    settings = CalibrationSettings(
-        prompts=prompts,
-        seeds=_ints(args.seeds),
-        steps=args.steps,
-        resolution=args.resolution,
-        aspect_ratio=args.aspect_ratio,
-        frames=args.frames,
+    family = args.family
+    gen = family.generation
+    options = Options(
+        method="magcache-calibrate",
+        out=Path(args.videos) if args.videos else _videos_folder(args.out),
+        model=family.name,
+        prompts=tuple(prompts),
+        num_samples=args.num_samples,
+        seed=args.seed,
+        generation={o.name: getattr(args, o.name) for o in (*gen.options, *gen.weights)},
+        num_steps=args.steps,
         cfg_scale=args.cfg_scale,
         num_gpus=args.num_gpus,
         tiny=args.tiny,
     )
-    table = calibrate_opensora(settings, name=args.name or _stem(args.out))
+    try:
+        plan = make_plan(options)
+        args.plan = plan
+        result = run(plan, VideoSysGenerator, preflight=preflight)
+    except USER_ERRORS as exc:
+        raise UsageError(str(exc)) from None
+    if not result.complete:
+        print(result.summary)
+        return 3
+    mine = {job.video for job in plan.jobs}
+    table = table_from_records(
+        [r for r in result.records if r.video in mine],
+        name=args.name or Path(args.out).stem,
+        source=f"{PROG} calibrate --model {family.name}",
+    )
     table.save(args.out)
     print(f"wrote {args.out}: {table.num_steps} steps, ratios {min(table.ratios):.4f}..{max(table.ratios):.4f}")
+    print(f"the calibration videos and their records are in {plan.out}")
     if args.plot:
         from .plots import plot_ratio_curve
 
@@ -246,39 +284,46 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _videos_folder(table: str) -> Path:
+    """Where a calibration keeps its videos by default: beside the table, named after it."""
+    path = Path(table)
+    return path.with_name(f"{path.stem}-videos")
+
+
+def _require_matplotlib() -> None:
+    from .plots import figure_module
+
+    try:
+        figure_module()
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_ratios(args: argparse.Namespace) -> int:
     tables = [load_ratio_table(name) for name in shipped_tables()]
     if args.json:
         print(json.dumps([t.to_dict() for t in tables], indent=2))
         return 0
     for t in tables:
-        print(f"{t.name}: {t.model}, {t.num_steps} steps")
+        print(f"{t.name}: {t.model}, {t.num_steps} steps, ratio power {t.ratio_power:g}")
         settings = ", ".join(f"{k} {v}" for k, v in t.settings.items())
         print(textwrap.fill(f"settings: {settings}", 100, initial_indent="  ", subsequent_indent="    "))
         print(textwrap.fill(f"source: {t.source}", 100, initial_indent="  ", subsequent_indent="    "))
     return 0
 
 
-def _stem(path: str) -> str:
-    return Path(path).stem
-
-
 # --- parser -------------------------------------------------------------------------------------
 def _add_setting_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named setting (fixes table and knobs)")
     p.add_argument("--ratios", help="a shipped table name (see `ratios`) or a table JSON file")
-    p.add_argument("--threshold", type=float, help="accumulated-error threshold")
-    p.add_argument("--K", type=int, help="most consecutive skipped steps")
-    p.add_argument("--retention-ratio", type=float, help="leading fraction of steps always computed")
-    p.add_argument("--ratio-power", type=float, help="exponent applied to the ratios (the Open-Sora presets use 0.5)")
-    p.add_argument("--steps", type=int, help="the run's step count (default: the table's)")
+    add_knob_options(p, SETTING_KNOBS)
+    p.add_argument("--steps", type=int_at_least(2), help="the run's step count (default: the table's)")
     p.add_argument("--resample", choices=RESAMPLE_METHODS, help="fit the table to --steps: nearest or linear")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="magcache-videosys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser(model: str = "opensora") -> argparse.ArgumentParser:
+    """The command line; ``calibrate`` takes the generation options of ``model``."""
+    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("schedule", help="step-by-step plan of one setting")
@@ -288,34 +333,60 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="passes and predicted speedup over a grid of settings")
     p.add_argument("--ratios", default="opensora-v1.2", help="table name or file (default: opensora-v1.2)")
-    p.add_argument("--ratio-power", type=float, default=0.5, help="exponent applied to the ratios (default 0.5)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--resample", choices=RESAMPLE_METHODS)
-    p.add_argument("--thresholds", default="0.02:0.3:0.02", help="a,b,c or start:stop:step (default 0.02:0.3:0.02)")
-    p.add_argument("--K", default="1:5", help="a,b,c or start:stop (default 1:5)")
-    p.add_argument("--retention-ratios", default="0.2", help="a,b,c or start:stop:step (default 0.2)")
-    p.add_argument("--target-passes", type=int, help="list the settings that need at most this many full passes")
-    p.add_argument("--plot", help="write a heat map PNG here")
-    p.add_argument("--csv", help="write the grid as CSV here")
+    add_knob_options(p, ["ratio_power"])
+    p.add_argument("--steps", type=int_at_least(2), help="the run's step count (default: the table's)")
+    p.add_argument("--resample", choices=RESAMPLE_METHODS, help="fit the table to --steps: nearest or linear")
+    p.add_argument(
+        "--thresholds",
+        type=THRESHOLDS,
+        default="0.02:0.3:0.02",
+        help="a,b,c or start:stop:step (default 0.02:0.3:0.02)",
+    )
+    p.add_argument("--K", type=K_VALUES, default="1:5", help="a,b,c or start:stop (default 1:5)")
+    p.add_argument(
+        "--retention-ratios", type=RETENTIONS, default="0.2", help="a,b,c or start:stop:step, in [0, 1) (default 0.2)"
+    )
+    p.add_argument(
+        "--target-passes",
+        type=int_at_least(1),
+        help="list, and outline in the plot, the settings that need at most this many full passes",
+    )
+    p.add_argument("--plot", help="write a heat map PNG here (its folder must exist)")
+    p.add_argument("--csv", help="write the grid as CSV here (its folder must exist)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("calibrate", help="measure a ratio table with VideoSys generation")
-    p.add_argument("--model", default="opensora", help="model family (supported: opensora)")
+    p = sub.add_parser(
+        "calibrate",
+        help="measure a ratio table with VideoSys generation",
+        description="Generate the prompts with MagCache in calibration mode (every step computed, the residual "
+        "ratios recorded) through the generation run of experiments/<model>.py, which resumes where it stopped, "
+        "then average them into a ratio table. Generation options are the model's own: "
+        f"{PROG} calibrate --model NAME --help lists them.",
+    )
+    family = family_named(model, generating=True)
+    gen = family.generation
+    models = ", ".join(f.name for f in FAMILIES if f.generation is not None)
+    p.add_argument("--model", default=family.name, help=f"model family: {models} (default opensora)")
     p.add_argument("--prompt", action="append", help="a calibration prompt (repeatable)")
-    p.add_argument("--prompts", help="a text file with one prompt a line")
-    p.add_argument("--seeds", default="0", help="seeds, a,b,c or start:stop (default 0)")
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--resolution", default="480p")
-    p.add_argument("--aspect-ratio", default="9:16")
-    p.add_argument("--frames", type=int, default=51)
-    p.add_argument("--cfg-scale", type=float, default=7.0)
-    p.add_argument("--num-gpus", type=int, default=1)
-    p.add_argument("--out", required=True, help="table file to write (JSON)")
+    p.add_argument("--prompts", help="a prompt file: one prompt a line, or the VBench JSON format")
+    p.add_argument("--num-samples", type=int_at_least(1), default=1, help="videos per prompt (default 1)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of sample 0; sample i uses seed + i")
+    p.add_argument("--steps", type=int_at_least(2), help=f"sampling steps (default {gen.steps})")
+    for option in gen.options:
+        p.add_argument(
+            option.flag, dest=option.name, type=option.parse, help=f"{option.help} (default {option.default})"
+        )
+    p.add_argument("--cfg-scale", type=finite_float, help=f"guidance scale (default {gen.cfg_scale})")
+    p.add_argument("--num-gpus", type=int_at_least(1), default=1)
+    for weights in gen.weights:
+        p.add_argument(weights.flag, dest=weights.name, help=f"{weights.help} weights (default {weights.default})")
+    p.add_argument("--out", required=True, help="table file to write (JSON; its folder must exist)")
     p.add_argument("--name", help="table name (default: the file name)")
-    p.add_argument("--plot", help="write the ratio curve PNG here")
+    p.add_argument("--videos", help="folder for the calibration videos and their records (default: OUT-videos/)")
+    p.add_argument("--plot", help="write the ratio curve PNG here (its folder must exist)")
     p.add_argument("--tiny", action="store_true", help="offline CPU smoke run with tiny random-weight components")
-    p.set_defaults(func=cmd_calibrate)
+    p.set_defaults(func=cmd_calibrate, family=family)
 
     p = sub.add_parser("ratios", help="the ratio tables that ship with the package")
     p.add_argument("--json", action="store_true")
@@ -324,12 +395,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser(_model_of(argv)).parse_args(argv)
+    except SystemExit as exc:  # --help, or the one-line error argparse has printed
+        return exc.code if isinstance(exc.code, int) else 2
+    name = f"{PROG} {args.command}"
+    return run_command(lambda: _run(args, name), name, on_interrupt=lambda: _interrupted(args))
+
+
+def _model_of(argv: list[str]) -> str:
+    """The family ``calibrate --model NAME`` names, so its own options can be parsed."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model", default="opensora")
+    model = pre.parse_known_args(argv)[0].model
+    try:
+        family_named(model, generating=True)
+    except ValueError as exc:
+        print(f"{PROG}: error: argument --model: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return model
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    plan = getattr(args, "plan", None)
+    if plan is None:
+        return "nothing was written."
+    from .experiments.runner import kept_text
+
+    return f"no table was written yet. {kept_text(plan)}"
+
+
+def _run(args: argparse.Namespace, name: str) -> int:
     try:
         return args.func(args)
-    except (UsageError, RatioTableError, ValueError) as exc:
-        print(f"magcache-videosys {args.command}: error: {exc}", file=sys.stderr)
+    except (UsageError, OutputPathError, RatioTableError, ValueError) as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -13,6 +13,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -42,6 +43,19 @@ def float_at_least(low: float, exclusive: bool = False) -> Callable[[str], float
         return value
 
     parse.__name__ = "number"  # what argparse names in "invalid number value"
+    return parse
+
+
+def float_in_range(low: float, high: float) -> Callable[[str], float]:
+    """A finite float in ``[low, high)``, such as a fraction of the steps."""
+
+    def parse(text: str) -> float:
+        value = finite_float(text)
+        if not low <= value < high:
+            raise argparse.ArgumentTypeError(f"{text} must be >= {low:g} and < {high:g}")
+        return value
+
+    parse.__name__ = "number"
     return parse
 
 
@@ -87,7 +101,10 @@ def check_output_file(path: str | os.PathLike, option: str) -> Path:
 
 
 def check_output_folder(path: str | os.PathLike, option: str) -> Path:
-    """Before any work: ``path`` is a folder, or can be made one under a writable existing folder."""
+    """Before any work: ``path`` is a folder, or can be made one under a writable existing folder.
+
+    Writability is tried, not inferred from permissions: a uniquely named folder is made in the
+    nearest existing one and removed at once, so nothing is left behind."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{option} {path} is a file; give a folder")
@@ -96,8 +113,13 @@ def check_output_folder(path: str | os.PathLike, option: str) -> Path:
         probe = probe.parent
     if not probe.is_dir():
         raise OutputPathError(f"{option} {path}: {probe} is a file, so no folder can be made there")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{option} {path}: {probe} is not writable; choose another path or fix its permissions")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".magcache-write-test-", dir=probe))
+    except OSError as exc:
+        raise OutputPathError(
+            f"{option} {path}: {probe} is not writable ({exc.strerror or exc}); choose another {option} or fix its "
+            "permissions"
+        ) from None
     return path
 
 
@@ -106,7 +128,9 @@ def run_command(main: Callable[[], int | None], name: str, on_interrupt: Callabl
     """Run a command's ``main``; Ctrl-C prints one line (``on_interrupt()`` says what was kept and
     how to resume) and returns 130, a closed stdout returns 141 without a traceback."""
     try:
-        return main() or 0
+        status = main() or 0
+        sys.stdout.flush()  # buffered output meets a closed pipe here, not at interpreter exit
+        return status
     except KeyboardInterrupt:
         kept = ""
         if on_interrupt is not None:

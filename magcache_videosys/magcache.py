@@ -2,7 +2,7 @@
 
 Ma et al., "MagCache: Fast Video Generation with Magnitude-Aware Cache" (arXiv 2506.09045).
 This file holds the validated config and its presets, the per-run policy, and ``apply_magcache``;
-the hooks are shared with the other methods (``hooks.py``), model knowledge is in ``adapters/``.
+the hooks are shared with the other methods (``hooks.py``), model knowledge is in ``models/``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .adapters import find_adapter
 from .hooks import BlockStackCache, get_cache
+from .models import find_family, magcache_presets
 from .ratios import RESAMPLE_METHODS, RatioTable, load_ratio_table
 from .schedule import MagCacheDecider, SchedulePlan, plan_schedule
 from .validation import check, check_num_steps, from_preset, is_int, is_real
@@ -25,15 +25,8 @@ logger = logging.getLogger("magcache_videosys")
 
 METHOD = "MagCache"
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # The reference's Open-Sora 1.2 setting: 12 of 30 passes.
-    "opensora-fast": dict(threshold=0.12, max_skip_steps=3, retention_ratio=0.2),
-    "opensora-slow": dict(threshold=0.06, max_skip_steps=1, retention_ratio=0.2),
-    "opensora-turbo": dict(threshold=0.24, max_skip_steps=5, retention_ratio=0.2),
-}
-_OPENSORA_TABLE = dict(mag_ratios="opensora-v1.2", ratio_power=0.5)
-for _preset in PRESETS.values():
-    _preset.update(_OPENSORA_TABLE)
+# The presets of the built-in model families (each family's file defines its own).
+PRESETS: dict[str, dict[str, Any]] = magcache_presets()
 
 _told_resampled: set[tuple[str, int, int]] = set()
 
@@ -48,7 +41,9 @@ class MagCacheConfig:
         retention_ratio: the first ``int(num_steps * retention_ratio)`` steps are always computed.
         mag_ratios: the per-step magnitude ratios, a sequence or the name of a shipped table
             (``python -m magcache_videosys ratios`` lists them) or a path to a table file.
-        ratio_power: exponent applied to the ratios before use (the Open-Sora reference uses 0.5).
+        ratio_power: exponent applied to the ratios before use; None (the default) takes the table's
+            own ``ratio_power``: 0.5 for the shipped Open-Sora 1.2 table (the reference's square-root
+            smoothing), 1 for a table that states none and for a plain list of ratios.
         num_steps: the run's step count; None follows each run (tables are resampled to fit).
         calibrate: compute every step and record ratio, std and cosine distance instead of skipping.
         resample: how a table is fitted to another step count, ``nearest`` (reference) or ``linear``.
@@ -58,7 +53,7 @@ class MagCacheConfig:
     max_skip_steps: int = 3
     retention_ratio: float = 0.2
     mag_ratios: Sequence[float] | str | None = None
-    ratio_power: float = 1.0
+    ratio_power: float | None = None
     num_steps: int | None = None
     calibrate: bool = False
     resample: str = "nearest"
@@ -68,7 +63,13 @@ class MagCacheConfig:
         check(self.threshold, is_real, lambda v: v >= 0, "threshold must be a finite number >= 0")
         check(self.max_skip_steps, is_int, lambda v: v >= 0, "max_skip_steps (K) must be an integer >= 0")
         check(self.retention_ratio, is_real, lambda v: 0 <= v < 1, "retention_ratio must be in [0, 1)")
-        check(self.ratio_power, is_real, lambda v: v > 0, "ratio_power must be a finite number > 0")
+        if self.ratio_power is not None:
+            check(
+                self.ratio_power,
+                is_real,
+                lambda v: v > 0,
+                "ratio_power must be a finite number > 0, or None for the table's own",
+            )
         check_num_steps(self.num_steps)
         if self.resample not in RESAMPLE_METHODS:
             raise ValueError(f"resample must be one of {', '.join(RESAMPLE_METHODS)}, got {self.resample!r}.")
@@ -95,13 +96,20 @@ class MagCacheConfig:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "MagCacheConfig":
         """A named setting (``opensora-fast``, ``opensora-slow``, ``opensora-turbo``), fields overridable."""
-        return from_preset(cls, PRESETS, name, overrides)
+        return from_preset(cls, magcache_presets(), name, overrides)
 
     def replace(self, **changes: Any) -> "MagCacheConfig":
         return replace(self, **changes)
 
+    @property
+    def effective_ratio_power(self) -> float:
+        """The power applied: ``ratio_power`` when given, else the table's own (1 without a table)."""
+        if self.ratio_power is not None:
+            return self.ratio_power
+        return self.table.ratio_power if self.table is not None else 1.0
+
     def ratios_for(self, num_steps: int) -> tuple[float, ...]:
-        """The ratios the rule reads for a run of ``num_steps`` steps (powered, then resampled)."""
+        """The ratios the rule reads for a run of ``num_steps`` steps (resampled, then powered)."""
         if self.table is None:
             raise ValueError("this MagCacheConfig has no ratio table (calibrate=True without mag_ratios).")
         table = self.table
@@ -117,9 +125,7 @@ class MagCacheConfig:
                     num_steps,
                 )
             table = table.resample(num_steps, self.resample)
-        if self.ratio_power == 1.0:
-            return table.ratios
-        return tuple(r**self.ratio_power for r in table.ratios)
+        return table.powered(self.ratio_power)
 
     def plan(self, num_steps: int | None = None) -> SchedulePlan:
         """The schedule this config executes for a run of ``num_steps`` steps (default: the table's)."""
@@ -132,6 +138,7 @@ class MagCacheConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        data["ratio_power"] = self.effective_ratio_power  # what ran, whichever way it was chosen
         if self.table is not None:
             data["mag_ratios"] = self.table.name if isinstance(self.mag_ratios, str) else list(self.table.ratios)
         return data
@@ -190,19 +197,22 @@ class MagCachePolicy:
         if self._prev is not None and self._prev.shape == current.shape:
             token_ratio = norm / self._prev_norm
             cosine = 1.0 - F.cosine_similarity(current, self._prev, dim=-1, eps=1e-8)
-            measured = (token_ratio.mean(), token_ratio.std(), cosine.mean())
+            measured = {"ratio": token_ratio.mean(), "ratio_std": token_ratio.std(), "cosine_distance": cosine.mean()}
         self._prev, self._prev_norm = current, norm
         return measured
 
 
-def apply_magcache(module: nn.Module, config: MagCacheConfig) -> BlockStackCache:
-    """Install MagCache on a transformer (any model with an adapter); returns its runtime."""
+def apply_magcache(module: nn.Module, config: MagCacheConfig, pipeline: Any = None) -> BlockStackCache:
+    """Install MagCache on a transformer (any model of a known family); returns its runtime.
+
+    ``pipeline``, the pipeline the transformer belongs to, lets runs be told apart by its
+    scheduler where the transformer's calls do not say which run they belong to."""
     if not isinstance(config, MagCacheConfig):
         raise TypeError(
             f"expected a MagCacheConfig, got {type(config).__name__}; try MagCacheConfig.preset('opensora-fast')."
         )
-    binding = find_adapter(module).bind(module)
-    return BlockStackCache(module, binding, MagCachePolicy(config), config.num_steps)
+    binding = find_family(module).bind(module)
+    return BlockStackCache(module, binding, lambda: MagCachePolicy(config), config.num_steps, pipeline)
 
 
 def remove_magcache(module: nn.Module) -> None:

@@ -15,10 +15,9 @@ from typing import Any, Callable
 
 from torch import nn
 
-from .adapters import UnsupportedModelError, find_adapter, supported_models, supported_pipelines
-from .adapters.opensora import feed_all_timesteps
 from .hooks import BlockStackCache, get_cache
 from .magcache import MagCacheConfig, apply_magcache
+from .models import ModelFamily, UnsupportedModelError, family_of_pipeline, find_family, supported_models
 from .stats import RunStats
 from .teacache import TeaCacheConfig, apply_teacache
 
@@ -29,7 +28,7 @@ class Method:
 
     name: str  # config attributes are enable_<name> and <name>_config
     config_type: type
-    apply: Callable[[nn.Module, Any], BlockStackCache]
+    apply: Callable[[nn.Module, Any, Any], BlockStackCache]  # (transformer, config, its pipeline or None)
     label: str  # the policy's method name, as in errors and statistics
 
 
@@ -49,9 +48,12 @@ class CachedPipeline:
         self.pipeline_cls = pipeline_cls
 
     def __call__(self, config: Any, *args: Any, **kwargs: Any) -> Any:
-        pipeline = self.pipeline_cls(config, *args, **kwargs)
+        return self.install(config, self.pipeline_cls(config, *args, **kwargs))
+
+    def install(self, config: Any, pipeline: Any) -> Any:
+        """What every rank does to its freshly built pipeline (also for one built another way)."""
         if getattr(config, "enable_pab", False):
-            feed_all_timesteps(_transformer(pipeline))
+            family_of_pipeline(self.pipeline_cls).prepare_pab(pipeline)
         for method in METHODS.values():
             if getattr(config, f"enable_{method.name}", False):
                 _install(pipeline, method, getattr(config, f"{method.name}_config"))
@@ -74,13 +76,19 @@ def _is_engine(obj: Any) -> bool:
     return hasattr(obj, "driver_worker") and hasattr(obj, "config")
 
 
-def _transformer(target: Any) -> nn.Module:
-    """The model to hook: the target itself, an engine's driver pipeline's, or a pipeline's."""
+def _pipeline(target: Any) -> Any:
+    """The pipeline a target stands for (an engine's driver pipeline), or None for a bare model."""
     if _is_engine(target):
         target = target.driver_worker
-    if isinstance(target, nn.Module) and not hasattr(target, "transformer"):
+    return None if isinstance(target, nn.Module) and not hasattr(target, "transformer") else target
+
+
+def _transformer(target: Any) -> nn.Module:
+    """The model to hook: the target itself, an engine's driver pipeline's, or a pipeline's."""
+    pipeline = _pipeline(target)
+    if pipeline is None:
         return target
-    transformer = getattr(target, "transformer", None)
+    transformer = getattr(pipeline, "transformer", None)
     if isinstance(transformer, nn.Module):
         return transformer
     raise UnsupportedModelError(
@@ -109,7 +117,7 @@ def _check_no_pab(config: Any) -> None:
 
 def _install(pipeline_or_model: Any, method: Method, cfg: Any) -> BlockStackCache:
     _check_no_pab(getattr(pipeline_or_model, "_config", None))
-    return method.apply(_transformer(pipeline_or_model), cfg)
+    return method.apply(_transformer(pipeline_or_model), cfg, _pipeline(pipeline_or_model))
 
 
 # --- public entry points ---------------------------------------------------------------------
@@ -129,7 +137,7 @@ def enable(target: Any, method_name: str, cfg: Any) -> Any:
 
 
 def _enable_on_config(config: Any, method: Method, cfg: Any) -> None:
-    _check_pipeline(config)
+    _family(config)
     _check_no_pab(config)
     _check_no_method(config)
     setattr(config, f"enable_{method.name}", True)
@@ -137,14 +145,10 @@ def _enable_on_config(config: Any, method: Method, cfg: Any) -> None:
     _wrap_pipeline_cls(config)
 
 
-def _check_pipeline(config: Any) -> None:
+def _family(config: Any) -> ModelFamily:
+    """The model family of a VideoSys config's pipeline (an error for an unsupported one)."""
     pipeline_cls = config.pipeline_cls
-    base = pipeline_cls.pipeline_cls if isinstance(pipeline_cls, CachedPipeline) else pipeline_cls
-    if getattr(base, "__name__", "") not in supported_pipelines():
-        raise UnsupportedModelError(
-            f"{getattr(base, '__name__', base)!r} is not a supported VideoSys pipeline; supported: "
-            f"{', '.join(supported_pipelines())}."
-        )
+    return family_of_pipeline(pipeline_cls.pipeline_cls if isinstance(pipeline_cls, CachedPipeline) else pipeline_cls)
 
 
 def _check_no_method(config: Any) -> None:
@@ -190,7 +194,7 @@ def get_stats(target: Any) -> RunStats | None:
     model = _transformer(target)
     cache = get_cache(model)
     if cache is None:
-        find_adapter(model)  # a clear error for an unsupported target
+        find_family(model)  # a clear error for an unsupported target
         raise RuntimeError(f"no caching method is enabled on this {type(model).__name__}.")
     return cache.latest_stats()
 
@@ -219,24 +223,24 @@ def disable_teacache(target: Any) -> None:
 
 # --- PAB -------------------------------------------------------------------------------------
 def enable_pab(config: Any, pab_config: Any = None) -> Any:
-    """Turn on VideoSys's own Pyramid Attention Broadcast on an Open-Sora config, made to run on
-    upstream VideoSys too, so it can be compared in the same harness.
+    """Turn on VideoSys's own Pyramid Attention Broadcast on a VideoSys config, made to run where
+    VideoSys's own PAB breaks, so it can be compared in the same harness.
 
-    Upstream ``STDiT3.forward`` calls its blocks without ``all_timesteps``, which PAB's MLP
-    broadcast (on by default) reads: the first step fails with ``TypeError: argument of type
-    'NoneType' is not iterable``. Every rank's pipeline gets the run's list handed to its blocks
-    (``adapters.opensora.feed_all_timesteps``), as the older VideoSys copy does itself.
-    ``pab_config`` defaults to a fresh ``OpenSoraPABConfig()``: VideoSys's default argument is one
-    instance, with PAB's stored MLP outputs, shared by every config that does not pass one.
+    Each rank's freshly built pipeline gets its family's fix (``ModelFamily.prepare_pab``): on
+    upstream VideoSys ``STDiT3.forward`` calls its blocks without ``all_timesteps``, which PAB's MLP
+    broadcast (on by default) reads, so Open-Sora's fix hands the blocks the run's list, as the
+    older VideoSys copy does itself. ``pab_config`` defaults to a fresh instance of the family's
+    PAB config: VideoSys's default argument is one instance, with PAB's stored MLP outputs, shared
+    by every config that does not pass one.
     VideoSys keeps the PAB settings of the latest PAB pipeline in a process-wide manager, which
     later pipelines of that process read whatever their config says.
     """
     if not _is_config(config):
         raise TypeError(
-            f"enable_pab takes a VideoSys OpenSoraConfig, got {type(config).__name__}: VideoSys sets PAB up when "
+            f"enable_pab takes a VideoSys config, got {type(config).__name__}: VideoSys sets PAB up when "
             "it builds the pipeline, so enable it on the config before building the engine or pipeline."
         )
-    _check_pipeline(config)
+    family = _family(config)
     for other in METHODS.values():
         if getattr(config, f"enable_{other.name}", False):
             raise ValueError(
@@ -244,9 +248,7 @@ def enable_pab(config: Any, pab_config: Any = None) -> Any:
                 f"stack and do not combine. Call disable_{other.name}(config) first, or compare them as separate runs."
             )
     if pab_config is None:
-        from .videosys_compat import import_videosys
-
-        pab_config = import_videosys().OpenSoraPABConfig()
+        pab_config = family.default_pab_config(config)
     config.enable_pab = True
     config.pab_config = pab_config
     _wrap_pipeline_cls(config)

@@ -2,14 +2,17 @@
 
 A table holds, for a model and a step count ``N``, the ``N - 1`` mean ratios
 ``||r_{i+1}|| / ||r_i||`` of consecutive block-stack residuals (optionally with their std and the
-token-wise cosine distance), plus where and how they were measured.
+token-wise cosine distance), the power the skip rule raises them to, and where and how they were
+measured.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
+import stat
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -19,6 +22,10 @@ from .atomic import write_json_atomic
 
 RESAMPLE_METHODS = ("nearest", "linear")
 _TABLE_PACKAGE = "magcache_videosys.ratio_tables"
+MAX_TABLE_BYTES = 16 * 2**20  # a table of 1000 steps with std and cosine distance is about 60 KB
+# The reference keeps N entries for N steps, entry 0 standing in for step 0 (no previous residual).
+# Resampling reads that entry too: these are its values for the ratios, the std and the distance.
+_STEP0 = {"ratios": 1.0, "std": 0.0, "cosine_distance": 0.0}
 
 
 class RatioTableError(ValueError):
@@ -27,7 +34,13 @@ class RatioTableError(ValueError):
 
 @dataclass(frozen=True)
 class RatioTable:
-    """Per-step magnitude ratios of one model at one step count."""
+    """Per-step magnitude ratios of one model at one step count.
+
+    ``ratio_power`` is the power the skip rule raises the ratios to: it belongs to the table, since
+    the thresholds that suit a table were tuned with it. 1 uses the ratios as measured (the
+    reference's generation scripts for Wan 2.1, HunyuanVideo, FLUX and Qwen-Image, and diffusers);
+    the reference's Open-Sora 1.2 table is used with 0.5.
+    """
 
     ratios: tuple[float, ...]
     name: str = "custom"
@@ -36,9 +49,16 @@ class RatioTable:
     cosine_distance: tuple[float, ...] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    ratio_power: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ratios", _check_values("ratios", self.ratios, self.name, positive=True))
+        if not _is_number(self.ratio_power) or not math.isfinite(self.ratio_power) or self.ratio_power <= 0:
+            raise RatioTableError(
+                f"ratio table {self.name!r}: ratio_power must be a finite number > 0, got {self.ratio_power!r}; "
+                f"it is the power the ratios are raised to (1 uses them as measured)."
+            )
+        object.__setattr__(self, "ratio_power", float(self.ratio_power))
         for key in ("std", "cosine_distance"):
             values = getattr(self, key)
             if values is not None:
@@ -55,11 +75,20 @@ class RatioTable:
         """Sampling steps this table describes (one more than its ratios)."""
         return len(self.ratios) + 1
 
+    def powered(self, ratio_power: float | None = None) -> tuple[float, ...]:
+        """The ratios the skip rule reads: raised to ``ratio_power``, or to the table's own when None."""
+        power = self.ratio_power if ratio_power is None else ratio_power
+        return self.ratios if power == 1.0 else tuple(r**power for r in self.ratios)
+
     def resample(self, num_steps: int, method: str = "nearest") -> "RatioTable":
         """This table for a run of ``num_steps`` steps.
 
-        ``nearest`` is the reference's index mapping, ``linear`` interpolates; both keep the first
-        and last ratio, and resampling to the table's own step count is the identity.
+        Both methods work where the reference's ``nearest_interp`` does: on the N-entry table whose
+        entry 0 stands for step 0, target step ``j`` reading source position ``j * (N - 1) / (T - 1)``.
+        ``nearest`` reads the entry at that position rounded half to even (the reference exactly,
+        including the step-0 entry 1.0 when upsampling more than about twice); ``linear``
+        interpolates the two entries around it. Both keep the last ratio; resampling to the table's
+        own step count is the identity.
         """
         if method not in RESAMPLE_METHODS:
             raise RatioTableError(f"unknown resampling method {method!r}; use one of {', '.join(RESAMPLE_METHODS)}.")
@@ -67,17 +96,14 @@ class RatioTable:
             raise RatioTableError(f"cannot resample to {num_steps!r} steps; a run needs at least 2 steps.")
         if num_steps == self.num_steps:
             return self
-        length = num_steps - 1
         pick = _nearest if method == "nearest" else _linear
         settings = dict(self.settings)
         settings["resampled_from"] = {"num_steps": self.num_steps, "method": method}
-        return replace(
-            self,
-            ratios=pick(self.ratios, length),
-            std=pick(self.std, length) if self.std is not None else None,
-            cosine_distance=pick(self.cosine_distance, length) if self.cosine_distance is not None else None,
-            settings=settings,
-        )
+        fitted = {
+            key: None if getattr(self, key) is None else pick((_STEP0[key], *getattr(self, key)), num_steps)
+            for key in _STEP0
+        }
+        return replace(self, settings=settings, **fitted)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -95,10 +121,15 @@ class RatioTable:
 
     @classmethod
     def from_dict(cls, data: Any, origin: str = "table") -> "RatioTable":
+        """A table from its JSON form; every error message starts with ``origin`` (the file)."""
         if not isinstance(data, dict):
             raise RatioTableError(f"{origin}: expected a JSON object with a 'ratios' list, got {type(data).__name__}.")
         if "ratios" not in data:
             raise RatioTableError(f"{origin}: no 'ratios' list; a table needs the per-step magnitude ratios.")
+        if data["ratios"] is None:
+            raise RatioTableError(
+                f"{origin}: 'ratios' is null; it must be a list of numbers, one per step after the first."
+            )
         steps = data.get("num_steps")
         ratios = data["ratios"]
         if steps is not None and isinstance(ratios, list) and steps != len(ratios) + 1:
@@ -106,17 +137,34 @@ class RatioTable:
                 f"{origin}: num_steps is {steps} but there are {len(ratios)} ratios; a table for N steps "
                 f"holds N - 1 ratios."
             )
-        known = {"ratios", "name", "model", "std", "cosine_distance", "settings", "source"}
-        return cls(**{k: data[k] for k in known if data.get(k) is not None})
+        for key, kind in (("name", str), ("model", str), ("source", str), ("settings", dict)):
+            if data.get(key) is not None and not isinstance(data[key], kind):
+                what = "a JSON object" if kind is dict else "a string"
+                raise RatioTableError(f"{origin}: {key!r} must be {what}, got {data[key]!r}.")
+        known = {"ratios", "name", "model", "std", "cosine_distance", "settings", "source", "ratio_power"}
+        try:
+            return cls(**{k: data[k] for k in known if data.get(k) is not None})
+        except RatioTableError as exc:
+            raise RatioTableError(f"{origin}: {exc}") from None
+
+
+def _is_number(value: Any) -> bool:
+    """A real number; not a bool (JSON's true is no ratio), not a string that looks like one."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check_values(key: str, values: Any, name: str, positive: bool) -> tuple[float, ...]:
     if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
         raise RatioTableError(f"ratio table {name!r}: {key} must be a list of numbers, got {type(values).__name__}.")
-    try:
-        out = tuple(float(v) for v in values)
-    except (TypeError, ValueError) as exc:
-        raise RatioTableError(f"ratio table {name!r}: {key} must hold numbers only ({exc}).") from None
+    values = list(values)
+    wrong = [i for i, v in enumerate(values) if not _is_number(v)]
+    if wrong:
+        i = wrong[0]
+        raise RatioTableError(
+            f"ratio table {name!r}: {key} must hold numbers only, but {key}[{i}] is {values[i]!r} "
+            f"({len(wrong)} such values); write them as plain JSON numbers such as 0.99."
+        )
+    out = tuple(float(v) for v in values)
     if key == "ratios" and not out:
         raise RatioTableError(f"ratio table {name!r} is empty; it needs one ratio per step after the first.")
     bad = [i for i, v in enumerate(out) if not math.isfinite(v) or (positive and v <= 0) or v < 0]
@@ -130,26 +178,24 @@ def _check_values(key: str, values: Any, name: str, positive: bool) -> tuple[flo
     return out
 
 
-def _nearest(values: Sequence[float], length: int) -> tuple[float, ...]:
-    if length == 1:
-        return (values[-1],)
-    scale = (len(values) - 1) / (length - 1)
-    # Round half to even, as numpy's round does in the reference.
-    return tuple(values[int(round(i * scale))] for i in range(length))
+def _positions(num_entries: int, num_steps: int) -> list[float]:
+    """Source positions of target steps 1 .. T - 1 in an N-entry table (entry t read at step t):
+    the reference's ``arange(T) * ((N - 1) / (T - 1))`` in float64, step 0 left out."""
+    scale = (num_entries - 1) / (num_steps - 1)
+    return [j * scale for j in range(1, num_steps)]
 
 
-def _linear(values: Sequence[float], length: int) -> tuple[float, ...]:
-    if length == 1:
-        return (values[-1],)
-    if len(values) == 1:
-        return tuple(values[0] for _ in range(length))
-    scale = (len(values) - 1) / (length - 1)
+def _nearest(entries: Sequence[float], num_steps: int) -> tuple[float, ...]:
+    # Python's round() rounds half to even, as numpy's round does in the reference.
+    return tuple(entries[round(pos)] for pos in _positions(len(entries), num_steps))
+
+
+def _linear(entries: Sequence[float], num_steps: int) -> tuple[float, ...]:
     out = []
-    for i in range(length):
-        pos = i * scale
-        lo = min(int(math.floor(pos)), len(values) - 2)
+    for pos in _positions(len(entries), num_steps):
+        lo = min(int(pos), len(entries) - 2)
         frac = pos - lo
-        out.append(values[lo] * (1.0 - frac) + values[lo + 1] * frac)
+        out.append(entries[lo] * (1.0 - frac) + entries[lo + 1] * frac)
     return tuple(out)
 
 
@@ -179,13 +225,62 @@ def load_ratio_table(name_or_path: str | os.PathLike) -> RatioTable:
         raw = resources.files(_TABLE_PACKAGE).joinpath(f"{text_name}.json").read_text(encoding="utf-8")
         return RatioTable.from_dict(json.loads(raw), origin=f"shipped table {text_name!r}")
     path = _user_table(text_name) or Path(text_name)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise RatioTableError(
             f"unknown ratio table {text_name!r}: not a shipped table ({', '.join(shipped_tables())}), not in "
             f"${TABLES_PATH_ENV}, and no such file."
         )
+    raw = _read_table_file(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RatioTableError(
+            f"{path}: not UTF-8 text (byte {exc.start} is {raw[exc.start : exc.start + 1]!r}), so not a ratio "
+            f"table; give the JSON file that `magcache-videosys calibrate` wrote, or re-save it as UTF-8."
+        ) from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RatioTableError(f"{path}: not valid JSON ({exc}).") from None
     return RatioTable.from_dict(data, origin=str(path))
+
+
+def _not_a_file(path: Path, mode: int) -> str | None:
+    """Why ``path`` (of ``mode``) cannot be a table file, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return (
+            f"ratio table {path} is a folder; give the table's JSON file inside it, or put the folder in "
+            f"${TABLES_PATH_ENV} and give the table's name."
+        )
+    kind = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"ratio table {path} is {kind}, not a file; give the table's JSON file."
+
+
+def _read_table_file(path: Path) -> bytes:
+    """The bytes of a regular file of table size. Opened without blocking and checked before
+    reading, so a folder, a FIFO or a device such as /dev/zero is named, never waited on or read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:  # a socket cannot be opened; anything else is permissions or a race
+        problem = _not_a_file(path, os.stat(path).st_mode) if os.path.exists(path) else None
+        raise RatioTableError(
+            problem or f"cannot read ratio table {path}: {exc.strerror}; check the path and its permissions."
+        ) from None
+    try:
+        info = os.fstat(fd)
+        problem = _not_a_file(path, info.st_mode)
+        if problem:
+            raise RatioTableError(problem)
+        if info.st_size > MAX_TABLE_BYTES:
+            raise RatioTableError(
+                f"ratio table {path} is {info.st_size} bytes, far more than any table "
+                f"(the limit is {MAX_TABLE_BYTES // 2**20} MiB); give the table's JSON file."
+            )
+        with open(fd, "rb", closefd=False) as f:
+            return f.read(MAX_TABLE_BYTES + 1)
+    except OSError as exc:
+        raise RatioTableError(f"cannot read ratio table {path}: {exc.strerror}.") from None
+    finally:
+        os.close(fd)

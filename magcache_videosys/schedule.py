@@ -154,3 +154,11 @@ def sweep(
         for k in max_skip_steps
         for threshold in thresholds
     ]
+
+
+def reaching_target(plans: Sequence[SchedulePlan], target_passes: int) -> list[SchedulePlan]:
+    """The plans with at most ``target_passes`` full passes, best first: the most passes (the
+    least skipping that reaches the target), then the most conservative knobs (lower threshold,
+    lower K, higher retention ratio)."""
+    reach = [p for p in plans if p.num_computed <= target_passes]
+    return sorted(reach, key=lambda p: (-p.num_computed, p.threshold, p.max_skip_steps, -p.retention_ratio))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -14,8 +14,10 @@ class RunStats:
 
     ``computed_steps`` and ``skipped_steps`` are 0-based step indices. ``acc_err`` holds, per step,
     the accumulated error the skip rule compared with the threshold (0 on always-computed steps).
-    In calibration runs ``ratio``, ``ratio_std`` and ``cosine_distance`` hold, per step from step 1,
-    the measured statistics of the residual against the previous step's.
+    In calibration runs ``measured`` holds, per step from step 1, what the method measured of the
+    residual against the previous step's. Where CFG runs as separate
+    calls (branches), the decisions and measurements are the first branch's, and
+    ``branch_disagreements`` lists the steps where another branch decided otherwise.
     """
 
     method: str
@@ -24,7 +26,8 @@ class RunStats:
     skipped_steps: list[int] = field(default_factory=list)
     acc_err: list[float] = field(default_factory=list)
     calibrating: bool = False
-    _measured: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)
+    branch_disagreements: list[int] = field(default_factory=list)
+    _measured: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
 
     @property
     def steps_seen(self) -> int:
@@ -40,23 +43,19 @@ class RunStats:
         """Ideal block-stack speedup of this run, ``num_steps / computed passes``."""
         return self.num_steps / max(1, len(self.computed_steps))
 
-    def _column(self, index: int) -> list[float]:
-        # One host transfer for the whole run, when the numbers are asked for, never per step.
+    def add_measurement(self, values: Mapping[str, torch.Tensor]) -> None:
+        """Keep one computed step's measurements (scalar tensors by name), still on the device."""
+        self._measured.append(dict(values))
+
+    @property
+    def measured(self) -> dict[str, list[float]]:
+        """The per-step measurements of a calibrating policy, by name (MagCache's: ``ratio``,
+        ``ratio_std``, ``cosine_distance``); one host transfer for the whole run, never per step."""
         if not self._measured:
-            return []
-        return torch.stack([m[index] for m in self._measured]).float().cpu().tolist()
-
-    @property
-    def ratio(self) -> list[float]:
-        return self._column(0)
-
-    @property
-    def ratio_std(self) -> list[float]:
-        return self._column(1)
-
-    @property
-    def cosine_distance(self) -> list[float]:
-        return self._column(2)
+            return {}
+        names = list(self._measured[0])
+        values = torch.stack([torch.stack([m[n] for n in names]) for m in self._measured]).float().cpu()
+        return {name: values[:, i].tolist() for i, name in enumerate(names)}
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -67,6 +66,8 @@ class RunStats:
             "num_computed": len(self.computed_steps),
             "acc_err": list(self.acc_err),
         }
+        if self.branch_disagreements:
+            data["branch_disagreements"] = list(self.branch_disagreements)
         if self.calibrating:
-            data.update(ratio=self.ratio, ratio_std=self.ratio_std, cosine_distance=self.cosine_distance)
+            data.update(self.measured)
         return data

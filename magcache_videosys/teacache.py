@@ -3,7 +3,7 @@ timestep-modulated input stays below a threshold.
 
 Liu et al., "Timestep Embedding Tells: It's Time to Cache for Video Diffusion Model" (arXiv 2411.19108),
 the baseline MagCache's paper compares with. It runs on the shared runtime (``hooks.py``); the
-signal, block 0's modulated input, comes from the model's adapter (``adapters/``).
+signal, block 0's modulated input, comes from the model's family (``models/``).
 
 Unlike MagCache's, its schedule depends on the data: each step's decision reads one number from
 the device (``.item()``), a host synchronisation per step.
@@ -17,21 +17,16 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .adapters import UnsupportedModelError, find_adapter
 from .hooks import BlockStackCache, get_cache
+from .models import FAMILIES, UnsupportedModelError, find_family, teacache_coefficients
 from .validation import check, check_num_steps, from_preset, is_real
 
 METHOD = "TeaCache"
 
-# Rescaling polynomials, highest power first: they map the relative L1 change of the modulated
-# input to an estimate of the change of the model output. Open-Sora 1.2: fitted by the TeaCache
-# authors (arXiv 2411.19108); the values are those of ``teacache_forward`` in
-# eval/teacache/experiments/opensora.py of github.com/ali-vilab/TeaCache (and of the copy in
-# eval/magcache/experiments/opensora.py of github.com/Zehong-Ma/MagCache).
-COEFFICIENTS: dict[str, tuple[float, ...]] = {
-    "opensora-v1.2": (2.17546007e02, -1.18329252e02, 2.68662585e01, -4.59364272e-02, 4.84426240e-02),
-}
-
+# Rescaling polynomials (highest power first) map the relative L1 change of the modulated input to
+# an estimate of the change of the model output; each model family's file holds the published ones
+# for its models (``ModelFamily.teacache_coefficients``).
+#
 # The TeaCache paper's Open-Sora 1.2 rows. They were made in bfloat16, VideoSys's default, where
 # the reference's last-step test fires at the papers' size (see TeaCacheConfig): so the presets
 # compute the last step.
@@ -101,12 +96,13 @@ class TeaCacheConfig:
 
 def _polynomial(coefficients: Any) -> tuple[float, ...]:
     if isinstance(coefficients, str):
-        if coefficients not in COEFFICIENTS:
+        shipped = teacache_coefficients()
+        if coefficients not in shipped:
             raise ValueError(
-                f"unknown TeaCache coefficients {coefficients!r}; shipped: {', '.join(COEFFICIENTS)}, "
+                f"unknown TeaCache coefficients {coefficients!r}; shipped: {', '.join(shipped)}, "
                 "or give the polynomial's coefficients, highest power first."
             )
-        return COEFFICIENTS[coefficients]
+        return shipped[coefficients]
     try:
         values = tuple(coefficients)
     except TypeError:
@@ -181,21 +177,29 @@ class TeaCachePolicy:
         return None
 
 
-def apply_teacache(module: nn.Module, config: TeaCacheConfig) -> BlockStackCache:
-    """Install TeaCache on a transformer whose adapter gives the modulated input; returns its runtime."""
+def apply_teacache(module: nn.Module, config: TeaCacheConfig, pipeline: Any = None) -> BlockStackCache:
+    """Install TeaCache on a transformer whose family gives the modulated input; returns its runtime
+    (``pipeline`` as for :func:`~magcache_videosys.apply_magcache`)."""
     if not isinstance(config, TeaCacheConfig):
         raise TypeError(
             f"expected a TeaCacheConfig, got {type(config).__name__}; try TeaCacheConfig.preset('teacache-slow')."
         )
-    adapter = find_adapter(module)
-    binding = adapter.bind(module)
+    family = find_family(module)
+    binding = family.bind(module)
     if binding.modulated_input is None:
         raise UnsupportedModelError(
-            f"TeaCache reads the first block's timestep-modulated input, which the {adapter.description} "
-            f"adapter does not provide; TeaCache supports Open-Sora 1.2 STDiT3."
+            f"TeaCache reads the first block's timestep-modulated input, which the {family.description} "
+            f"family does not provide; TeaCache supports: "
+            + "; ".join(f.description for f in FAMILIES if f.teacache_coefficients)
+            + "."
         )
-    policy = TeaCachePolicy(config, binding.modulated_input, binding.all_reduce)
-    return BlockStackCache(module, binding, policy, config.num_steps)
+    return BlockStackCache(
+        module,
+        binding,
+        lambda: TeaCachePolicy(config, binding.modulated_input, binding.all_reduce),
+        config.num_steps,
+        pipeline,
+    )
 
 
 def remove_teacache(module: nn.Module) -> None:

@@ -8,7 +8,6 @@ spatial half). Nothing is downloaded.
 
 from __future__ import annotations
 
-import socket
 import string
 from typing import Any
 
@@ -21,16 +20,16 @@ TEXT_LENGTH = 300  # OpenSoraPipeline tokenizes to 300 tokens and STDiT3's null 
 
 
 def init_single_process_group() -> None:
-    """A one-process gloo group, which VideoSys's parallel manager needs even on one device."""
+    """A one-process gloo group, which VideoSys's parallel manager needs even on one device.
+
+    Its store lives in this process: nothing is read from the environment, so it starts at once
+    under torchrun too, where each rank is a data-parallel shard with a group of its own (a TCP
+    rendezvous there uses torchrun's agent store, which never answers a one-process group)."""
     import torch.distributed as dist
 
     if dist.is_initialized():
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # An explicit address, not MASTER_PORT: child processes inherit the environment.
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
 
 
 def tiny_stdit3(
@@ -61,10 +60,11 @@ def tiny_stdit3(
     return model.eval()
 
 
-def tiny_text_encoder(d_model: int = 32, seed: int = 0) -> tuple[nn.Module, Any]:
-    """A two-layer T5 encoder and a character-level fast tokenizer."""
+def char_tokenizer(model_max_length: int | None = None) -> Any:
+    """A character-level fast tokenizer (no download): pad 0, end of sequence 1, unknown 2;
+    ``model_max_length`` for the pipelines that read the tokenizer's own limit."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+    from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "</s>", "<unk>"]
     chars = string.ascii_lowercase + string.digits + string.punctuation
@@ -74,9 +74,19 @@ def tiny_text_encoder(d_model: int = 32, seed: int = 0) -> tuple[nn.Module, Any]
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
     )
+    if model_max_length is not None:
+        tokenizer.model_max_length = model_max_length
+    return tokenizer
+
+
+def tiny_text_encoder(d_model: int = 32, seed: int = 0, model_max_length: int | None = None) -> tuple[nn.Module, Any]:
+    """A two-layer T5 encoder and the character-level tokenizer."""
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = char_tokenizer(model_max_length)
     torch.manual_seed(seed)
     config = T5Config(
-        vocab_size=len(vocab),
+        vocab_size=len(tokenizer),
         d_model=d_model,
         d_kv=8,
         d_ff=2 * d_model,
@@ -176,15 +186,3 @@ def tiny_opensora_pipeline(config: Any = None, seed: int = 0, **config_kwargs: A
     if config is None:
         config = videosys.OpenSoraConfig(**config_kwargs)
     return config.pipeline_cls(config, device=torch.device("cpu"), dtype=torch.float32, **tiny_components(seed))
-
-
-def generate_with_config(config: Any, prompt: str, seed: int = 0, **generate_kwargs: Any) -> dict[str, Any]:
-    """Build the tiny pipeline from ``config`` (as an engine rank would), generate one video and
-    return the run's statistics; used to check that a config carries MagCache into a new process."""
-    from .hooks import get_cache
-
-    pipeline = tiny_opensora_pipeline(config, seed=seed)
-    pipeline.generate(prompt, seed=seed, **{"verbose": False, **generate_kwargs})
-    cache = get_cache(pipeline.transformer)
-    stats = cache.latest_stats() if cache is not None else None
-    return {"pipeline_cls": repr(config.pipeline_cls), "stats": None if stats is None else stats.to_dict()}

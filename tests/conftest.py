@@ -1,4 +1,5 @@
-"""Shared test set-up: tests marked ``videosys`` skip cleanly where VideoSys is not importable."""
+"""Shared test set-up: tests marked ``videosys`` skip cleanly where VideoSys is not importable
+(``references.py``: and fail instead where CI sets ``MAGCACHE_VIDEOSYS_STRICT=1``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 
 import pytest
 import torch
+from references import STRICT
 
 from magcache_videosys.videosys_compat import videosys_available
 
@@ -16,6 +18,8 @@ HAVE_VIDEOSYS = videosys_available()
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if HAVE_VIDEOSYS:
         return
+    if STRICT:
+        raise pytest.UsageError("MAGCACHE_VIDEOSYS_STRICT=1 but VideoSys is not importable; put a copy on PYTHONPATH")
     skip = pytest.mark.skip(reason="VideoSys is not installed; see README, 'Tests that need VideoSys'")
     for item in items:
         if "videosys" in item.keywords:

@@ -54,3 +54,26 @@ def test_full_disk_keeps_the_old_file_and_leaves_nothing(tmpfs):
     assert error.value.errno == 28  # ENOSPC
     assert json.loads(path.read_text()) == {"ok": True}
     assert [p.name for p in folder.iterdir()] == ["table.json"]
+
+
+def test_an_explicit_temporary_path_is_used_and_never_left(tmp_path):
+    """Videos are encoded under .magcache/partial/ (their final names may be near the file-name
+    limit, and every .mp4 beside them is read by VBench)."""
+    scratch = tmp_path / "partial"
+    scratch.mkdir()
+    seen = []
+
+    def write(tmp):
+        seen.append(tmp)
+        tmp.write_bytes(b"video")
+
+    path = write_atomic(tmp_path / ("x" * 251 + ".mp4"), write, temporary=scratch / "short.mp4")
+    assert seen == [scratch / "short.mp4"] and path.read_bytes() == b"video"
+    assert not list(scratch.iterdir())
+
+    def truncated(tmp):
+        raise ValueError("reads back as 3 of 51 frames")
+
+    with pytest.raises(ValueError, match="3 of 51"):
+        write_atomic(tmp_path / "b.mp4", write, truncated, temporary=scratch / "t.mp4")
+    assert not list(scratch.iterdir()) and not (tmp_path / "b.mp4").exists()

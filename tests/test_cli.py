@@ -1,8 +1,11 @@
 """The schedule, sweep, ratios and calibrate commands."""
 
 import json
+import os
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -131,11 +134,16 @@ def test_sweep_agrees_with_schedule(capsys, tmp_path):
     assert reach and all(r["passes"] <= 12 for r in reach) and reach[0]["passes"] == 12
 
 
-def test_sweep_plot_is_a_png(capsys, tmp_path):
-    path = tmp_path / "plots" / "sweep.png"
-    code, out, _ = run(capsys, "sweep", "--thresholds", "0.02:0.1:0.04", "--K", "1:3", "--plot", str(path))
+def test_sweep_plot_is_a_png_readable_like_any_new_file(capsys, tmp_path):
+    path = tmp_path / "sweep.png"
+    mask = os.umask(0o022)
+    try:
+        code, out, _ = run(capsys, "sweep", "--thresholds", "0.02:0.1:0.04", "--K", "1:3", "--plot", str(path))
+    finally:
+        os.umask(mask)
     assert code == 0 and "threshold" in out and f"wrote {path}" in out
     assert path.read_bytes()[:8] == PNG_SIGNATURE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not 0600: others who share the folder can read it
     import matplotlib.image
 
     height, width, _ = matplotlib.image.imread(path).shape
@@ -143,13 +151,55 @@ def test_sweep_plot_is_a_png(capsys, tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["sweep.png"]
 
 
+def test_sweep_plot_answers_the_target_question():
+    from magcache_videosys.plots import region_edges, sweep_figure
+    from magcache_videosys.schedule import sweep
+
+    plans = sweep([0.99**0.5 for _ in range(29)], [0.02, 0.06, 0.12], [1, 2, 3], [0.2])
+    fig = sweep_figure(plans, target_passes=14, title="t")
+    ax = fig.axes[0]
+    passes = [[p.num_computed for p in plans if p.max_skip_steps == k] for k in (1, 2, 3)]
+    assert passes == [[18, 18, 18], [14, 14, 14], [14, 12, 12]]
+    # one colour per pass count present: the scale runs 12..18, not 1..30
+    norm = ax.images[0].norm
+    assert (norm.vmin, norm.vmax, norm.Ncmap) == (11.5, 18.5, 7)
+    assert ax.images[0].cmap(norm(12)) != ax.images[0].cmap(norm(14))
+    # the line encloses exactly the cells with at most 14 passes (K 2 and 3: rows 1 and 2)
+    [outline] = [c for c in ax.collections if c.get_gid() == "target"]
+    edges = sorted(tuple(map(tuple, seg.tolist())) for seg in outline.get_segments())
+    assert edges == sorted(region_edges([[False] * 3, [True] * 3, [True] * 3]))
+    assert len(edges) == 3 + 3 + 2 + 2  # top, bottom, left and right sides of a 2 x 3 block
+    # the best setting (most passes within the target, then lowest threshold and K) is starred and named
+    [star] = [line for line in ax.lines if line.get_gid() == "best"]
+    assert (round(star.get_xdata()[0]), round(star.get_ydata()[0])) == (0, 1)  # threshold 0.02, K 2
+    assert "best (*): threshold 0.02, K 2, retention 0.2, 14 passes, 2.14x" in fig._suptitle.get_text()
+    assert "6 of 9 settings reach 14 passes or fewer" in fig._suptitle.get_text()
+    none = sweep_figure(plans, target_passes=5)
+    assert "no setting here reaches 5 passes or fewer; raise the thresholds or K" in none._suptitle.get_text()
+    assert not [c for c in none.axes[0].collections if c.get_gid() == "target" and len(c.get_segments())]
+
+
+SCHEDULE = ["schedule", "--ratios", "opensora-v1.2", "--threshold", "0.1", "--K", "1", "--retention-ratio", "0.2"]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["sweep", "--thresholds", "0.3:0.1:0.02"], "the grid has no points: --thresholds is empty"),
-        (["sweep", "--K=-1,2"], "invalid grid values: K -1"),
-        (["sweep", "--retention-ratios", "1.0"], "invalid grid values: retention ratio 1"),
-        (["sweep", "--thresholds", "a,b"], "cannot read 'a,b' as numbers"),
+        (["sweep", "--thresholds", "0.3:0.1:0.02"], "argument --thresholds: '0.3:0.1:0.02' gives no values"),
+        (["sweep", "--K=-1,2"], "argument --K: -1 is out of range: every value must be >= 0"),
+        (["sweep", "--retention-ratios", "1.0"], "argument --retention-ratios: 1 is out of range: every value must"),
+        (["sweep", "--thresholds", "a,b"], "argument --thresholds: 'a' is not a number"),
+        (["sweep", "--thresholds", "nan"], "argument --thresholds: 'nan' is not a finite number"),
+        (["sweep", "--thresholds", "0.1:inf:0.1"], "argument --thresholds: 'inf' is not a finite number"),
+        (["sweep", "--thresholds", "0:1:1e-6"], "range '0:1:1e-6' has 1000001 values; at most 1000"),
+        (["sweep", "--thresholds", "0.1:0.3"], "cannot read '0.1:0.3': use a,b,c or start:stop:step"),
+        (["sweep", "--ratio-power", "nan"], "argument --ratio-power: 'nan' is not a finite number"),
+        (["sweep", "--target-passes", "0"], "argument --target-passes: 0 must be >= 1"),
+        (["sweep", "--steps", "1"], "argument --steps: 1 must be >= 2"),
+        ([*SCHEDULE, "--ratio-power", "0"], "argument --ratio-power: 0 must be > 0"),
+        ([*SCHEDULE[:4], "inf", *SCHEDULE[5:]], "argument --threshold: 'inf' is not a finite number"),
+        ([*SCHEDULE[:-1], "1"], "argument --retention-ratio: 1 must be >= 0 and < 1"),
+        ([*SCHEDULE, "--K", "1.5"], "argument --K: '1.5' is not a whole number"),
         (
             ["schedule", "--preset", "opensora-fast", "--threshold", "0.2"],
             "--preset opensora-fast fixes the table and knobs, so --threshold contradicts it",
@@ -160,17 +210,72 @@ def test_sweep_plot_is_a_png(capsys, tmp_path):
             ["schedule", "--ratios", "nope", "--threshold", "0.1", "--K", "1", "--retention-ratio", "0.2"],
             "unknown ratio table 'nope'",
         ),
-        (
-            ["schedule", "--ratios", "opensora-v1.2", "--threshold", "-1", "--K", "1", "--retention-ratio", "0.2"],
-            "threshold must be a finite number >= 0",
-        ),
+        ([*SCHEDULE[:4], "-1", *SCHEDULE[5:]], "argument --threshold: -1 must be >= 0"),
         (["calibrate", "--out", "x.json"], "give at least one --prompt"),
-        (["calibrate", "--model", "wan", "--prompt", "p", "--out", "x.json"], "unknown --model 'wan'"),
+        (["calibrate", "--model", "wan", "--prompt", "p", "--out", "x.json"], "argument --model: unknown model 'wan'"),
+        (
+            ["calibrate", "--prompt", "p", "--out", "x.json", "--frames", "0"],
+            "argument --frames: --frames takes a frame count or a VideoSys duration",
+        ),
+        (["calibrate", "--prompt", "p", "--out", "x.json", "--steps", "1"], "argument --steps: 1 must be >= 2"),
+        (["calibrate", "--prompt", "p", "--out", "x.json", "--cfg-scale", "nan"], "'nan' is not a finite number"),
+        (["calibrate", "--prompt", "p", "--out", "x.json", "--num-gpus", "0"], "--num-gpus: 0 must be >= 1"),
+        (["calibrate", "--prompt", "p", "--out", "x.json", "--num-samples", "0"], "--num-samples: 0 must be >= 1"),
+        (["calibrate", "--prompt", "p"], "the following arguments are required: --out"),
     ],
 )
 def test_bad_input_is_one_clear_line(capsys, argv, message):
-    code, _, err = run(capsys, *argv)
-    assert code == 2 and message in err and err.count("\n") == 1
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and message in err and err.count("\n") == 1 and out == ""
+
+
+def test_schedule_ratio_power_zero_is_not_one(capsys):
+    # it used to be read as "not given" and silently replaced by 1
+    code, _, err = run(capsys, *SCHEDULE, "--ratio-power", "0")
+    assert code == 2 and "0 must be > 0" in err
+    _, out, _ = run(capsys, *SCHEDULE, "--ratio-power", "0.25", "--json")
+    assert json.loads(out)["ratio_power"] == 0.25
+
+
+@pytest.mark.parametrize("option", ["--csv", "--plot"])
+def test_sweep_output_paths_are_checked_before_any_work(capsys, tmp_path, option):
+    code, out, err = run(capsys, "sweep", option, str(tmp_path))
+    assert code == 2 and out == "" and f"{option} {tmp_path} is a folder; give a file name" in err
+    missing = tmp_path / "no_such_dir" / "x.out"
+    code, out, err = run(capsys, "sweep", option, str(missing))
+    assert code == 2 and out == "" and f"the folder {missing.parent} does not exist; create it first" in err
+    assert not missing.parent.exists()
+    code, _, err = run(capsys, "sweep", option, "/nonexistent_dir_magcache/x.out")
+    assert code == 2 and "the folder /nonexistent_dir_magcache does not exist" in err
+    assert not os.path.exists("/nonexistent_dir_magcache")
+
+
+def test_sweep_to_a_read_only_file_system_fails_first(capsys, tmpfs):
+    mount = tmpfs(readonly=True)
+    code, out, err = run(capsys, "sweep", "--csv", str(mount / "grid.csv"))
+    assert code == 2 and out == "" and "is not writable; choose another path" in err
+
+
+def test_calibrate_checks_out_and_plot_before_anything(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("magcache_videosys.experiments.runner.run", lambda *a, **k: pytest.fail("ran"))
+    code, _, err = run(capsys, "calibrate", "--tiny", "--prompt", "a cat", "--out", str(tmp_path))
+    assert code == 2 and f"--out {tmp_path} is a folder; give a file name" in err
+    plot = tmp_path / "missing" / "curve.png"
+    code, _, err = run(
+        capsys, "calibrate", "--tiny", "--prompt", "p", "--out", str(tmp_path / "t.json"), "--plot", str(plot)
+    )
+    assert code == 2 and f"--plot {plot}: the folder {plot.parent} does not exist" in err
+
+
+def test_closed_stdout_ends_quietly():
+    root = Path(__file__).resolve().parents[1]
+    for argv in (["schedule", "--preset", "opensora-fast", "--json"], ["sweep"]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "magcache_videosys", *argv], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        proc.stdout.close()  # the reader is gone before the command prints (``... | head`` that exits)
+        err = proc.stderr.read().decode()
+        assert proc.wait() == 141 and err == "", err
 
 
 @pytest.mark.parametrize(
@@ -184,17 +289,20 @@ def test_bad_table_files(capsys, tmp_path, content, message):
     assert code == 2 and message in err
 
 
-def test_calibrate_without_gpu_points_to_tiny(capsys, monkeypatch):
+@pytest.mark.videosys
+def test_calibrate_without_gpu_points_to_tiny(capsys, monkeypatch, tmp_path):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    code, _, err = run(capsys, "calibrate", "--prompt", "a cat", "--out", "x.json")
-    assert code == 2 and "--tiny runs a CPU smoke calibration" in err
+    code, _, err = run(capsys, "calibrate", "--prompt", "a cat", "--out", str(tmp_path / "x.json"))
+    assert code == 2 and "no CUDA GPU is visible" in err and "use --tiny for a CPU smoke run" in err
+    assert list(tmp_path.iterdir()) == []  # not even the videos folder
 
 
 def test_ratios_lists_shipped_tables(capsys):
     code, out, _ = run(capsys, "ratios")
     assert code == 0 and out.startswith("opensora-v1.2: Open-Sora 1.2") and "source: MagCache reference" in out
+    assert "30 steps, ratio power 0.5" in out.splitlines()[0]
     code, out, _ = run(capsys, "ratios", "--json")
     assert json.loads(out)[0]["num_steps"] == 30
 
@@ -207,8 +315,6 @@ def test_module_and_console_script_entry_points():
         check=True,
     ).stdout
     assert json.loads(out)["num_computed"] == 18
-    from pathlib import Path
-
     script = Path(sys.executable).with_name("magcache-videosys")
     assert script.exists(), "pip install -e . installs the magcache-videosys console script"
     assert "schedule" in subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True).stdout
@@ -236,8 +342,8 @@ def test_calibrate_tiny_writes_a_table_that_drives_a_run(capsys, tmp_path):
         "a cat",
         "--prompt",
         "a dog",
-        "--seeds",
-        "0,1",
+        "--num-samples",
+        "2",
         "--out",
         str(out),
         "--plot",
@@ -246,7 +352,14 @@ def test_calibrate_tiny_writes_a_table_that_drives_a_run(capsys, tmp_path):
     assert code == 0, err
     table = load_ratio_table(out)
     assert table.num_steps == 12 and len(table.std) == len(table.cosine_distance) == 11
-    assert table.settings["runs"] == 4 and table.settings["prompts"] == ["a cat", "a dog"]
+    assert table.settings["videos"] == 4 and table.settings["prompts"] == ["a cat", "a dog"]
+    assert table.settings["seeds"] == [0, 1] and len(table.settings["ratio_std_across_videos"]) == 11
+    assert sorted(p.name for p in (tmp_path / "tiny-videos").glob("*.mp4")) == [
+        "a cat-0.mp4",
+        "a cat-1.mp4",
+        "a dog-0.mp4",
+        "a dog-1.mp4",
+    ]
     assert table.settings["resolution"] == "144p" and "torch" in table.settings["versions"]
     assert plot.read_bytes()[:8] == PNG_SIGNATURE
     cfg = MagCacheConfig(mag_ratios=str(out), threshold=0.5, max_skip_steps=2, retention_ratio=0.2)
@@ -254,3 +367,39 @@ def test_calibrate_tiny_writes_a_table_that_drives_a_run(capsys, tmp_path):
     enable_magcache(pipe, cfg)
     pipe.generate("a bird", seed=0, resolution="144p", aspect_ratio="1:1", num_frames=17, verbose=False)
     assert get_stats(pipe).skipped_steps == cfg.plan().skipped_steps
+
+
+@pytest.mark.videosys
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--resolution", "999p"], "VideoSys's Open-Sora has no size for --resolution 999p --aspect-ratio 1:1"),
+        (["--resolution", "144p", "--aspect-ratio", "5:1"], "has no size for --resolution 144p --aspect-ratio 5:1"),
+    ],
+)
+def test_calibrate_rejects_a_size_videosys_lacks_before_generating(capsys, tmp_path, option, message):
+    argv = ["calibrate", "--tiny", "--aspect-ratio", "1:1", "--prompt", "p", "--out", str(tmp_path / "t.json")]
+    code, _, err = run(capsys, *argv, *option)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.videosys
+def test_ctrl_c_in_calibrate_is_one_line(capsys, tmp_path, monkeypatch):
+    from magcache_videosys.experiments.generation import VideoSysGenerator
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # what Ctrl-C raises in the middle of generating
+
+    monkeypatch.setattr(VideoSysGenerator, "generate", interrupted)
+    out = tmp_path / "t.json"
+    try:
+        code, _, err = run(capsys, "calibrate", "--tiny", "--resolution", "144p", "--prompt", "p", "--out", str(out))
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped main() and would print a traceback")
+    assert code == 130 and not out.exists()
+    assert err.strip().splitlines()[-1] == (  # after the progress bar
+        "magcache-videosys calibrate: interrupted (Ctrl-C). no table was written yet. 0 of 1 videos of the run are "
+        f"done in {tmp_path / 't-videos'}, each with its record; the video in progress was dropped. Rerun the same "
+        "command to resume."
+    )

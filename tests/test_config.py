@@ -9,7 +9,8 @@ from magcache_videosys import PRESETS, MagCacheConfig, RatioTableError
 
 def test_fast_preset_is_the_reference_setting():
     cfg = MagCacheConfig.preset("opensora-fast")
-    assert (cfg.threshold, cfg.max_skip_steps, cfg.retention_ratio, cfg.ratio_power) == (0.12, 3, 0.2, 0.5)
+    assert (cfg.threshold, cfg.max_skip_steps, cfg.retention_ratio, cfg.effective_ratio_power) == (0.12, 3, 0.2, 0.5)
+    assert cfg.ratio_power is None  # the 0.5 is the shipped table's own
     assert cfg.table.name == "opensora-v1.2"
     assert cfg.ratios_for(30)[0] == pytest.approx(0.93359**0.5)
     assert set(PRESETS) == {"opensora-fast", "opensora-slow", "opensora-turbo"}
@@ -22,6 +23,21 @@ def test_preset_overrides_and_to_dict():
     assert cfg.threshold == 0.2 and cfg.max_skip_steps == 3
     data = cfg.to_dict()
     assert data["mag_ratios"] == "opensora-v1.2" and data["threshold"] == 0.2 and "table" not in data
+
+
+def test_the_ratio_power_defaults_to_the_tables_own(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text('{"ratios": [0.81, 0.64], "ratio_power": 0.5}')
+    assert MagCacheConfig(mag_ratios=str(path)).ratios_for(3) == pytest.approx((0.9, 0.8))
+    assert MagCacheConfig(mag_ratios=str(path), ratio_power=1.0).ratios_for(3) == (0.81, 0.64)
+    assert MagCacheConfig(mag_ratios=[0.81, 0.64]).effective_ratio_power == 1.0  # a list is used as given
+    path.write_text('{"ratios": [0.81, 0.64]}')
+    assert MagCacheConfig(mag_ratios=str(path)).ratios_for(3) == (0.81, 0.64)  # a table that states none: 1
+    # a preset with another table, or a config given another table, follows that table's power
+    fast_with_file = MagCacheConfig.preset("opensora-fast", mag_ratios=str(path))
+    assert fast_with_file.effective_ratio_power == 1.0
+    assert fast_with_file.replace(mag_ratios="opensora-v1.2").effective_ratio_power == 0.5
+    assert MagCacheConfig.preset("opensora-fast").to_dict()["ratio_power"] == 0.5  # recorded as it ran
 
 
 def test_sequence_ratios_are_accepted():

@@ -15,6 +15,7 @@ from magcache_videosys.console import (
     check_output_folder,
     finite_float,
     float_at_least,
+    float_in_range,
     int_at_least,
     run_command,
 )
@@ -38,6 +39,11 @@ def test_number_types_check_their_range():
         int_at_least(1)("0")
     with pytest.raises(argparse.ArgumentTypeError, match="not a whole number"):
         int_at_least(1)("2.5")
+    assert float_in_range(0.0, 1.0)("0") == 0.0
+    with pytest.raises(argparse.ArgumentTypeError, match="1 must be >= 0 and < 1"):
+        float_in_range(0.0, 1.0)("1")
+    with pytest.raises(argparse.ArgumentTypeError, match="not a finite number"):
+        float_in_range(0.0, 1.0)("nan")
 
 
 def test_argparse_reports_the_bad_value_in_one_line(capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,11 @@ def prompts(tmp_path):
 
 
 def main(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
+    """The script's exit status (argparse's own errors exit 2 too), stdout and stderr."""
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exit_info:
+        code = exit_info.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -90,7 +95,7 @@ def test_dry_run_of_explicit_knobs_and_of_base(capsys, prompts, tmp_path):
             "fixes --threshold; drop --threshold, or use --method magcache",
         ),
         (["--method", "base", "--K", "2"], "--method base does not take --K"),
-        (["--method", "magcache", "--threshold", "-1"], "threshold must be a finite number >= 0"),
+        (["--method", "magcache", "--threshold", "-1"], "argument --threshold: -1 must be >= 0"),
         (["--method", "magcache", "--mag-ratios", "no-such-table"], "unknown ratio table 'no-such-table'"),
         (["--method", "base", "--shard", "2/2"], "--shard 2/2: the index must be in 0..1"),
         (["--method", "base", "--limit", "1", "--end", "2"], "--end and --limit"),
@@ -98,7 +103,10 @@ def test_dry_run_of_explicit_knobs_and_of_base(capsys, prompts, tmp_path):
         (["--method", "base", "--tiny", "--dtype", "bf16"], "--tiny runs on the CPU in fp32"),
         (["--method", "base", "--tiny", "--num-gpus", "2"], "drop --num-gpus"),
         (["--method", "base", "--tiny", "--transformer", "x"], "drop --transformer"),
-        (["--method", "base", "--num-samples", "0"], "--num-samples must be at least 1"),
+        (["--method", "base", "--num-samples", "0"], "--num-samples must be 1 to 1000"),
+        (["--method", "base", "--num-samples", "1001"], "--num-samples must be 1 to 1000"),
+        (["--method", "teacache"], "--method teacache needs --threshold"),
+        (["--method", "base", "--frames", "nan"], "--frames takes a frame count or a VideoSys duration"),
         (["--method", "base", "--steps", "1"], "--steps must be at least 2"),
     ],
 )
@@ -168,6 +176,8 @@ def test_runs_as_a_script_from_the_repo_root(prompts, tmp_path):
             "1",
         ],
         cwd=ROOT,
+        # this checkout's package, not an installed one (sys.path[0] is the script's folder, experiments/)
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
         capture_output=True,
         text=True,
         timeout=120,
@@ -206,11 +216,16 @@ def test_summary_of_a_finished_folder_needs_no_model(capsys, prompts, tmp_path):
         "--dry-run",
     )
     assert code == 0
-    plan = cli.make_plan(
-        cli.options_from_args(
-            cli.build_parser().parse_args(
+    from magcache_videosys.experiments import cli as experiment
+    from magcache_videosys.models import family_named
+
+    family = family_named("opensora")
+    plan = experiment.make_plan(
+        experiment.options_from_args(
+            family,
+            experiment.build_parser(family).parse_args(
                 ["--method", "base", "--prompts", str(prompts), "--out", str(out), "--limit", "1", "--num-samples", "1"]
-            )
+            ),
         )
     )
     record.update(method_config=plan.signature["method_config"], settings=plan.signature["settings"])
@@ -219,4 +234,44 @@ def test_summary_of_a_finished_folder_needs_no_model(capsys, prompts, tmp_path):
     code, out_text, _ = main(
         capsys, "--method", "base", "--prompts", prompts, "--out", out, "--limit", "1", "--num-samples", "1"
     )
-    assert code == 0 and "generated 0 videos" in out_text and "| base | 1/1 | 1.500 | 2.000 | 30.0/30 |" in out_text
+    assert code == 0 and "generated 0 videos" in out_text
+    assert "| base | 1/1 | 1.500 [1.500-1.500] | 2.000 [2.000-2.000] | 30.0/30 |" in out_text
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--cfg-scale", "nan"),
+        ("--cfg-scale", "inf"),
+        ("--threshold", "nan"),
+        ("--retention-ratio", "-inf"),
+        ("--ratio-power", "nan"),
+    ],
+)
+def test_non_finite_numbers_are_refused_while_parsing(capsys, prompts, tmp_path, option, value):
+    """--cfg-scale nan once recorded an all-black video as done, with NaN in the manifest."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--method", "magcache", f"{option}={value}", "--prompts", str(prompts), "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    assert f"argument {option}: {value!r} is not a finite number" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_tiny_defaults_to_the_packaged_smoke_prompts_without_vbench(capsys, tmp_path, monkeypatch):
+    import importlib.util
+
+    from magcache_videosys.experiments import prompts as P
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(P.importlib.util, "find_spec", lambda name, *a: None if name == "vbench" else real(name, *a))
+    code, out, _ = main(
+        capsys, "--method", "base", "--tiny", "--out", tmp_path / "o", "--dry-run", "--num-samples", "1"
+    )
+    assert code == 0
+    assert f"prompts    6 distinct in {P.SMOKE_FILE} (6 entries); --tiny's default: the package's smoke" in out
+    assert "real runs default to VBench_full_info.json" in out
+    assert "names      1 prompts cannot be file names as they are" in out  # one has a '/'
+    entries = json.loads(P.SMOKE_FILE.read_text())
+    assert all(set(e) == {"prompt_en", "dimension"} for e in entries)
+    code, _, err = main(capsys, "--method", "base", "--out", tmp_path / "o", "--dry-run")
+    assert code == 2 and "pip install vbench --no-deps" in err  # real runs still default to VBench's list

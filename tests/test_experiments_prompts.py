@@ -82,3 +82,15 @@ def test_slices(tmp_path):
         select(got, start=3, end=3)
     with pytest.raises(PromptError, match="at least 1"):
         select(got, limit=0)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_prompt(tmp_path):
+    for name, text in [("p.txt", "a cat\nthe dog\n"), ("p.json", '[{"prompt_en": "a cat"}, {"prompt_en": "the dog"}]')]:
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+        assert load_prompts(path).prompts == ("a cat", "the dog")
+
+
+def test_special_files_are_read_like_any_other():
+    with pytest.raises(PromptError, match="/dev/null holds no prompts"):
+        load_prompts("/dev/null")

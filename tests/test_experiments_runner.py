@@ -12,6 +12,8 @@ import pytest
 from magcache_videosys.experiments import manifest as mf
 from magcache_videosys.experiments.manifest import ManifestError
 from magcache_videosys.experiments.runner import Options, Sample, finish, make_plan, run
+from magcache_videosys.experiments.summary import summarize
+from magcache_videosys.records import VideoRecord
 
 PROMPTS = ["a red fox", "a blue whale", "a/b slash", "a red fox"]
 
@@ -40,6 +42,10 @@ class FakeGenerator:
         if self.fail_in_save and len(self.calls) == self.fail_after + 1:
             raise KeyboardInterrupt
         path.write_text(sample.video)
+
+    def check(self, sample, path):
+        if path.read_text() != sample.video:
+            raise OSError(5, "does not read back", str(path))
 
     def close(self):
         self.closed = True
@@ -85,6 +91,7 @@ def test_full_run_writes_videos_manifest_and_summary(prompt_file, tmp_path):
         ("a/b slash", 1, 1),
     ]
     r = records[0]
+    assert VideoRecord.from_dict(r).to_dict() == r
     assert r["video"] == "a red fox-0.mp4" and r["method"] == "magcache-fast"
     assert r["method_config"]["threshold"] == 0.12 and r["method_config"]["max_skip_steps"] == 3
     assert len(r["method_config"]["table_ratios"]) == 29
@@ -95,7 +102,8 @@ def test_full_run_writes_videos_manifest_and_summary(prompt_file, tmp_path):
     assert r["warmup"] is True and not any(x["warmup"] for x in records[1:])
     assert records[4]["name_altered"] is True
     assert json.loads((out / "vbench_prompts.json").read_text())["a_b slash-1.mp4"] == "a/b slash"
-    assert "| magcache-fast | 6/6 | 2.000 | 3.000 |" in result.summary
+    assert "| magcache-fast | 6/6 | 2.000 [2.000-2.000] | 3.000 [3.000-3.000] | 30.0/30 |" in result.summary
+    assert "over 5 timed videos; a process's first video" in result.summary
     assert not list(mf.partial_dir(out).iterdir())
 
 
@@ -141,8 +149,8 @@ def test_deleted_video_is_redone_and_its_latest_record_kept(prompt_file, tmp_pat
     (out / "a red fox-1.mp4").unlink()
     result = run(make_plan(options(prompt_file, out, limit=1)), FakeGenerator(latency=(5.0, 6.0)), progress=False)
     assert result.generated == 1
-    redone = [r for r in result.records if r["video"] == "a red fox-1.mp4"]
-    assert len(redone) == 1 and redone[0]["latency_transformer_s"] == 5.0
+    redone = [r for r in result.records if r.video == "a red fox-1.mp4"]
+    assert len(redone) == 1 and redone[0].latency_transformer_s == 5.0
 
 
 def test_resume_refuses_another_method_or_settings(prompt_file, tmp_path):
@@ -183,7 +191,15 @@ def test_merge_skips_a_line_cut_short_and_keeps_records_of_existing_videos(promp
         f.write('{"video": "a red fox-0.mp4", "prompt": "a red f')
     (out / "a red fox-1.mp4").unlink()
     records = finish(make_plan(options(prompt_file, out, limit=1))).records
-    assert [r["video"] for r in records] == ["a red fox-0.mp4"]
+    assert [r.video for r in records] == ["a red fox-0.mp4"]
+    # the next record starts on a fresh line instead of joining the fragment (and being lost with it,
+    # leaving the stale record of the deleted video in the manifest)
+    result = run(make_plan(options(prompt_file, out, limit=1)), FakeGenerator(latency=(5.0, 6.0)), progress=False)
+    assert result.generated == 1 and result.complete
+    assert [(r.video, r.latency_transformer_s) for r in result.records] == [
+        ("a red fox-0.mp4", 2.0),
+        ("a red fox-1.mp4", 5.0),
+    ]
 
 
 def test_summary_speedup_against_the_base_run(prompt_file, tmp_path):
@@ -192,15 +208,18 @@ def test_summary_speedup_against_the_base_run(prompt_file, tmp_path):
     result = run(
         make_plan(options(prompt_file, fast, baseline=base)), FakeGenerator(latency=(4.0, 6.0)), progress=False
     )
-    rows = mf.summarize(result.records, list(mf.load_records(base).values()))
-    assert rows[0].method == "magcache-fast" and rows[0].paired == 5  # the warm-up video is left out
-    assert rows[0].speedup_transformer == pytest.approx(2.5) and rows[0].speedup_total == pytest.approx(2.0)
-    assert "| magcache-fast | 6/6 | 4.000 | 6.000 | 30.0/30 | 2.50x | 2.00x | 5 |" in result.summary
-    base_records = list(mf.load_records(base).values())
-    assert all(r["num_computed"] == 30 and r["skipped_steps"] == [] for r in base_records)
+    [row] = summarize(result.records, list(mf.load_records(base)[0].values()))
+    assert row.method == "magcache-fast" and row.speedup.pairs == 5  # the warm-up video is left out
+    assert row.speedup.transformer.median == pytest.approx(2.5) and row.speedup.total.median == pytest.approx(2.0)
+    assert (
+        "| magcache-fast | 6/6 | 4.000 [4.000-4.000] | 6.000 [6.000-6.000] | 30.0/30 | 2.50x [2.50-2.50] "
+        "| 2.00x [2.00-2.00] | 5 |" in result.summary
+    )
+    base_records = list(mf.load_records(base)[0].values())
+    assert all(r.num_computed == 30 and r.skipped_steps == [] for r in base_records)
     other = tmp_path / "other"
     result = run(make_plan(options(prompt_file, other, num_steps=10, baseline=base)), FakeGenerator(), progress=False)
-    assert "| - | - | 0 (no video in common with the same settings) |" in result.summary
+    assert "| - | - | 0 (no timed video in common with the same settings) |" in result.summary
 
 
 def test_baseline_without_a_manifest_is_an_error(prompt_file, tmp_path):
@@ -214,27 +233,29 @@ def test_calibration_table_is_the_mean_over_videos(tmp_path):
     from magcache_videosys.experiments.methods import save_calibration
     from magcache_videosys.ratios import load_ratio_table
 
-    settings = {"num_steps": 3, "transformer": "tiny"}
+    settings = {"model": "opensora", "num_steps": 3, "transformer": "tiny"}
     records = [
-        {
-            "prompt": "a",
-            "settings": settings,
-            "ratio": [1.0, 0.8],
-            "ratio_std": [0.1, 0.2],
-            "cosine_distance": [0.0, 0.2],
-        },
-        {
-            "prompt": "b",
-            "settings": settings,
-            "ratio": [0.8, 0.6],
-            "ratio_std": [0.3, 0.2],
-            "cosine_distance": [0.2, 0.4],
-        },
+        VideoRecord.from_dict(
+            {
+                "video": f"{prompt}-0.mp4",
+                "prompt": prompt,
+                "settings": settings,
+                "ratio": ratio,
+                "ratio_std": std,
+                "cosine_distance": distance,
+            }
+        )
+        for prompt, ratio, std, distance in [
+            ("a", [1.0, 0.8], [0.1, 0.2], [0.0, 0.2]),
+            ("b", [0.8, 0.6], [0.3, 0.2], [0.2, 0.4]),
+        ]
     ]
     [path] = save_calibration(tmp_path, records)
     table = load_ratio_table(path)
     assert table.ratios == pytest.approx((0.9, 0.7)) and table.std == pytest.approx((0.2, 0.2))
-    assert table.num_steps == 3 and table.model == "tiny" and table.settings["videos"] == 2
+    assert table.num_steps == 3 and table.settings["videos"] == 2 and table.settings["prompts"] == ["a", "b"]
+    assert table.model.startswith("opensora (transformer tiny") and "torch" in table.settings["versions"]
+    assert table.settings["ratio_std_across_videos"] == pytest.approx([0.1, 0.1])
 
 
 def test_pipeline_builder_travels_to_spawned_ranks():

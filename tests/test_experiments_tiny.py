@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
-from videosys_helpers import FAST_SKIPS, manifest
+from videosys_helpers import EXPERIMENT_SCRIPT, FAST_SKIPS, manifest
 from videosys_helpers import run_cli as generate
 
 pytestmark = pytest.mark.videosys
@@ -182,3 +188,99 @@ def test_engine_path_builds_each_rank_from_the_pickled_config(cli, capsys, tmp_p
     assert record["seed"] == 1 and record["settings"]["transformer"] == "hpcai-tech/OpenSora-STDiT-v3"
     assert record["skipped_steps"] and record["num_computed"] + len(record["skipped_steps"]) == 10
     assert 0 < record["latency_transformer_s"] < record["latency_total_s"]
+
+
+ROOT = EXPERIMENT_SCRIPT.parents[1]
+NOISE = ("timm.models.layers", "FusedRMSNorm", "Disabling autocast", "parallel manager")
+
+
+def script_env():
+    """This checkout first on the path (the script's own folder is experiments/), then VideoSys."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def three_prompts(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("a red fox\na blue whale\na 24/7 diner\n")
+    return str(path)
+
+
+def test_ctrl_c_prints_one_line_saying_what_was_kept(tmp_path):
+    """SIGINT during generation printed an 81-line [rank0] traceback."""
+    out = tmp_path / "run"
+    command = [sys.executable, str(EXPERIMENT_SCRIPT), "--method", "base", "--tiny", "--steps", "2"]
+    proc = subprocess.Popen(
+        [*command, "--prompts", three_prompts(tmp_path), "--num-samples", "6", "--out", str(out)],
+        cwd=ROOT,
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    part = out / ".magcache" / "parts" / "shard0-of-1.jsonl"
+    end = time.monotonic() + 300
+    while not (part.exists() and part.stat().st_size):
+        assert proc.poll() is None and time.monotonic() < end, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "[rank0]" not in err
+    assert not any(noise in err for noise in NOISE)  # and no third-party noise either
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"experiments/opensora.py: interrupted \(Ctrl-C\)\. \d+ of 18 videos of the run are done in "
+        rf"{re.escape(str(out))}, each with its record; the video in progress was dropped\. "
+        r"Rerun the same command to resume\.",
+        last,
+    ), last
+    kept = sorted(p.name for p in out.glob("*.mp4"))
+    assert kept and kept == sorted(r["video"] for r in manifest_parts(out))
+    assert not list((out / ".magcache" / "partial").iterdir())
+
+
+def test_third_party_output_shows_only_with_verbose(tmp_path):
+    command = [sys.executable, str(EXPERIMENT_SCRIPT), "--method", "base", "--tiny", "--steps", "2", "--limit", "1"]
+    command += ["--num-samples", "1", "--verbose", "--out", str(tmp_path / "run")]
+    done = subprocess.run(command, cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert any(noise in done.stderr for noise in NOISE)
+
+
+def test_torchrun_ranks_each_take_their_shard_of_a_tiny_run(tmp_path):
+    """`torchrun --nproc-per-node 2 ... --tiny` hung forever: the one-process gloo group of --tiny
+    waited on torchrun's agent store."""
+    torchrun = shutil.which("torchrun") or pytest.skip("torchrun is not on PATH")
+    out = tmp_path / "run"
+    command = [torchrun, "--standalone", "--nproc-per-node", "2", str(EXPERIMENT_SCRIPT), "--method", "magcache-fast"]
+    command += [
+        "--tiny",
+        "--steps",
+        "10",
+        "--prompts",
+        three_prompts(tmp_path),
+        "--num-samples",
+        "1",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(command, cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "shard 0/2 (torchrun (RANK/WORLD_SIZE)): 2 videos" in done.stdout
+    assert "shard 1/2 (torchrun (RANK/WORLD_SIZE)): 1 videos" in done.stdout
+    parts = {p.name: p.read_text().count("\n") for p in (out / ".magcache" / "parts").glob("*.jsonl")}
+    assert parts == {"shard0-of-2.jsonl": 2, "shard1-of-2.jsonl": 1}
+    records = manifest(out)
+    assert sorted(r["video"] for r in records) == sorted(p.name for p in out.glob("*.mp4")) and len(records) == 3
+    assert {r["shard"] for r in records} == {"0/2", "1/2"} and all(r["num_computed"] == 4 for r in records)
+    assert "| magcache-fast | 3/3 |" in done.stdout
+
+
+def test_a_run_that_cannot_start_creates_nothing(cli, capsys, prompts, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "deep" / "run"
+    code = cli.main(["--method", "base", "--prompts", str(prompts), "--num-samples", "1", "--out", str(out)])
+    assert code == 2 and "no CUDA GPU is visible" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [prompts]

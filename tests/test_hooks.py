@@ -168,7 +168,7 @@ def test_calibration_records_ratios_that_drive_a_run(tmp_path):
     sample(model, STEPS)
     stats = get_stats(model)
     assert stats.skipped_steps == [] and stats.calibrating
-    ratios, std, cos = stats.ratio, stats.ratio_std, stats.cosine_distance
+    ratios, std, cos = (stats.measured[k] for k in ("ratio", "ratio_std", "cosine_distance"))
     assert len(ratios) == len(std) == len(cos) == STEPS - 1
     assert all(r > 0 for r in ratios) and all(s >= 0 for s in std) and all(0 <= c <= 2 for c in cos)
     path = RatioTable(ratios=ratios, std=std, cosine_distance=cos, name="pixart-tiny").save(tmp_path / "t.json")

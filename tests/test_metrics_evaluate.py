@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import imageio
@@ -14,20 +12,23 @@ import numpy as np
 import pytest
 import torch
 from metrics_reference import skimage_ssim, straightforward_psnr
+from metrics_scripts import run_script
 
-from magcache_videosys.metrics.errors import MetricsError
+from magcache_videosys.metrics.errors import MetricsError, MetricsWarning
 from magcache_videosys.metrics.evaluate import evaluate, format_summary, parse_metrics, scoring_context, write_results
 from magcache_videosys.metrics.fused import ENV_SWITCH
 from magcache_videosys.metrics.lpips import TAP_CHANNELS, LPIPSAlex, alexnet_features
 from magcache_videosys.metrics.video_io import read_video
 
-REPO = Path(__file__).resolve().parents[1]
 LENGTHS = {"a.mp4": 5, "b.mp4": 7, "c.mp4": 6}
+# the references of the shared folders are two frames longer on purpose (the definitions cut them), which
+# is worth a warning in a real run; the tests of that warning catch it themselves
+pytestmark = pytest.mark.filterwarnings("ignore::magcache_videosys.metrics.errors.MetricsWarning")
 
 
-def write_video(path: Path, frames: np.ndarray) -> Path:
+def write_video(path: Path, frames: np.ndarray, fps: float = 8) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimwrite(path, list(frames), fps=8, macro_block_size=1)
+    imageio.mimwrite(path, list(frames), fps=fps, macro_block_size=1)
     return path
 
 
@@ -165,7 +166,7 @@ def with_problems(tmp_path, folders) -> Path:
 
 
 def test_bad_videos_stop_the_run_with_their_names(folders, with_problems):
-    with pytest.raises(MetricsError, match=r"cannot decode .*b\.mp4"):
+    with pytest.raises(MetricsError, match=r"cannot decode .*b\.mp4.*; or pass --skip-bad to evaluate the other"):
         evaluate(folders["base"], [with_problems], metrics="psnr", progress=False, workers=0)
 
 
@@ -175,8 +176,54 @@ def test_skip_bad_evaluates_the_rest_and_reports_why(folders, with_problems):
     assert set(result.skipped) == {"b.mp4", "c.mp4"}
     assert "cannot decode" in result.skipped["b.mp4"]
     assert "8 frames, fewer than the generated video's 12" in result.skipped["c.mp4"]
+    assert not any("--skip-bad" in reason for reason in result.skipped.values())  # it is in use already
     summary = format_summary(result)
     assert "skipped (--skip-bad): b.mp4" in summary and "skipped (--skip-bad): c.mp4" in summary
+
+
+def test_videos_scored_despite_another_length_size_or_frame_rate_are_flagged(tmp_path):
+    """The reference definitions score them (first frames; resize and crop; frame by frame), but each
+    usually means the two runs used other settings: a warning at the first of each kind, all in the summary."""
+    frames = content(7, 48, 80, seed=1)
+    for name in ("short.mp4", "small.mp4", "slow.mp4", "same.mp4"):
+        write_video(tmp_path / "ref" / name, frames)
+    write_video(tmp_path / "gen" / "short.mp4", noisy(frames[:5], 6, seed=2))
+    write_video(tmp_path / "gen" / "small.mp4", content(7, 24, 32, seed=3))
+    write_video(tmp_path / "gen" / "slow.mp4", noisy(frames, 6, seed=4), fps=4)
+    write_video(tmp_path / "gen" / "same.mp4", noisy(frames, 6, seed=5))
+    with pytest.warns(MetricsWarning) as caught:
+        (result,) = evaluate(tmp_path / "ref", [tmp_path / "gen"], metrics="psnr", progress=False)
+    expected = {"frames": ["short.mp4 (5 of 7 frames)"], "size": ["small.mp4 (32x24, reference 80x48)"]}
+    expected["fps"] = ["slow.mp4 (4 fps, reference 8)"]
+    assert result.mismatches == expected and result.to_dict()["mismatches"] == expected
+    messages = sorted(str(w.message) for w in caught if issubclass(w.category, MetricsWarning))
+    assert len(messages) == 3
+    assert messages[0].endswith(
+        "short.mp4 (5 of 7 frames) has fewer frames than the reference video: scored "
+        "against the reference's first frames; the summary lists all such"
+    )
+    assert "slow.mp4 (4 fps, reference 8) has another frame rate than the reference video" in messages[1]
+    assert (
+        "small.mp4 (32x24, reference 80x48) has smaller frames than the reference video: the reference is "
+        "resized (aspect kept) and centre-cropped" in messages[2]
+    )
+    summary = format_summary(result)
+    assert "note: 1 video with fewer frames than the reference video: scored against the reference's first" in summary
+    assert "note: 1 video with another frame rate than the reference video" in summary
+    assert len(result.videos) == 4  # all scored, as the reference tools do
+
+
+def test_a_folder_compared_with_itself_or_with_a_copy_is_flagged(tmp_path, folders):
+    with pytest.warns(MetricsWarning, match="is the reference folder itself: every video is compared with itself"):
+        (same,) = evaluate(folders["base"], [folders["base"]], metrics="psnr", progress=False)
+    assert same.mean("psnr") == 100.0 and same.all_identical
+    assert "note: every video is identical to its reference" in format_summary(same)
+    shutil.copytree(folders["base"], tmp_path / "copy")  # e.g. generated with the plugin not turned on
+    with pytest.warns(MetricsWarning, match=r"copy: every video is identical to its reference: is this the refer"):
+        (copy,) = evaluate(folders["base"], [tmp_path / "copy"], metrics="psnr", progress=False)
+    assert copy.to_dict()["identical_videos"] == 3
+    (fast,) = evaluate(folders["base"], [folders["fast"]], metrics="psnr", progress=False)
+    assert fast.identical == 0 and not fast.all_identical and "identical" not in format_summary(fast)
 
 
 def test_allow_missing_reports_what_was_left_out(tmp_path, folders):
@@ -214,12 +261,6 @@ def test_result_files(tmp_path, folders):
     assert sorted(p.name for p in json_path.parent.iterdir()) == ["fast.csv", "fast.json"]  # no temp files
     into_folder = write_results(result, f"{tmp_path / 'results'}/")
     assert into_folder == (tmp_path / "results" / "fast.json", tmp_path / "results" / "fast.csv")
-
-
-def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})}
-    )
 
 
 def test_eval_script_end_to_end(tmp_path, folders):

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import imageio
 import numpy as np
 import pytest
+from metrics_scripts import REPO, run_script
 
 from magcache_videosys.metrics.errors import MetricsError
 from magcache_videosys.metrics.evaluate import evaluate
 from magcache_videosys.metrics.report import batch_pairs, build_rows, markdown_table, read_manifest
 
-REPO = Path(__file__).resolve().parents[1]
 NAMES = ("p0-0.mp4", "p1-0.mp4")
 
 
@@ -129,31 +127,80 @@ def test_glob_style_folder_lists_skip_the_reference_and_files(samples):
         batch_pairs([samples / "base"], [str(samples / "base")])
 
 
+def test_folders_without_videos_are_passed_over_with_a_note(samples, tmp_path):
+    (tmp_path / "empty").mkdir()  # a run that has not started writing
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "run.log").write_text("started\n")
+    pairs, notes = batch_pairs([samples / "base"], [tmp_path / "empty", samples / "teacache", tmp_path / "logs"])
+    assert pairs == [(samples / "base", [samples / "teacache"])]
+    assert notes == [
+        f"skipping {tmp_path / 'empty'}: no .mp4 videos in it",
+        f"skipping {tmp_path / 'logs'}: no .mp4 videos in it",
+    ]
+    with pytest.raises(MetricsError, match="no generated folder with videos"):
+        batch_pairs([samples / "base"], [tmp_path / "empty"])
+
+
+def batch_eval(*args: str, env: dict[str, str] | None = None, wrapper: str = ""):
+    """``batch_eval.py ARGS`` (PSNR and SSIM on CPU); ``wrapper`` is Python run first in the same process."""
+    script = ["eval/common_metrics/batch_eval.py", *args, "--metrics", "psnr,ssim", "--device", "cpu"]
+    if wrapper:
+        runner = (
+            f"{wrapper}\nimport runpy, sys\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')"
+        )
+        script = ["-c", runner, *script]
+    return run_script(*script, env=env)
+
+
 def test_batch_eval_script(samples, tmp_path):
-    run = subprocess.run(
-        [
-            sys.executable,
-            "eval/common_metrics/batch_eval.py",
-            "--gt_video_dirs",
-            str(samples / "base"),
-            "--gen_video_dirs",
-            *sorted(str(p) for p in samples.iterdir()),
-            "--metrics",
-            "psnr,ssim",
-            "--device",
-            "cpu",
-            "--out",
-            str(tmp_path / "table"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    generated = [*sorted(str(p) for p in samples.iterdir()), str(empty)]
+    run = batch_eval(
+        "--gt_video_dirs", str(samples / "base"), "--gen_video_dirs", *generated, "--out", str(tmp_path / "table")
     )
     assert run.returncode == 0, run.stderr
+    assert f"skipping {empty}: no .mp4 videos in it" in run.stdout
     rows = list(csv.DictReader((tmp_path / "table.csv").open()))
     assert [Path(r["generated"]).name for r in rows] == ["magcache_fast", "magcache_slow", "teacache"]
     assert [r["speedup total"] for r in rows] == ["2.00x", "1.33x", ""]
     assert float(rows[1]["PSNR"]) > float(rows[0]["PSNR"])  # less noise, higher PSNR
     assert (tmp_path / "table.md").read_text() in run.stdout
     assert (tmp_path / "table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_batch_eval_writes_next_to_the_reference_folder_by_default(samples, tmp_path):
+    shutil.copytree(samples, tmp_path / "samples")
+    run = batch_eval(
+        "--gt_video_dirs",
+        str(tmp_path / "samples" / "base"),
+        "--gen_video_dirs",
+        str(tmp_path / "samples" / "teacache"),
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"wrote {tmp_path / 'samples' / 'batch_eval.md'}" in run.stdout
+    assert (tmp_path / "samples" / "batch_eval.csv").is_file()
+    assert not list(REPO.glob("batch_eval.*"))  # not into the current folder
+
+
+def test_batch_eval_without_matplotlib_says_so_first_and_writes_the_tables(samples, tmp_path):
+    run = batch_eval(
+        "--gt_video_dirs",
+        str(samples / "base"),
+        "--gen_video_dirs",
+        str(samples / "magcache_fast"),
+        "--out",
+        str(tmp_path / "table"),
+        wrapper="import sys; sys.modules['matplotlib'] = None  # as where it is not installed",
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.startswith(
+        f"warning: {tmp_path / 'table.png'} will not be drawn: matplotlib is not installed "
+        "(pip install matplotlib, or pip install -e '.[eval]'); the tables will be"
+    )
+    assert "Traceback" not in run.stderr and not (tmp_path / "table.png").exists()
+    assert (tmp_path / "table.md").is_file() and (tmp_path / "table.csv").is_file()
+    assert run.stderr.strip().endswith(
+        f"{tmp_path / 'table.png'} was not drawn: matplotlib is not installed "
+        "(pip install matplotlib, or pip install -e '.[eval]')"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import imageio
@@ -10,12 +11,21 @@ import pytest
 import torch
 
 from magcache_videosys.metrics.errors import MetricsError
-from magcache_videosys.metrics.video_io import align_reference, list_videos, pair_videos, read_video
+from magcache_videosys.metrics.video_io import (
+    MISMATCHES,
+    DecodedVideo,
+    align_reference,
+    decode_video,
+    find_mismatches,
+    list_videos,
+    pair_videos,
+    read_video,
+)
 
 
-def write_video(path: Path, frames: np.ndarray, **options) -> Path:
+def write_video(path: Path, frames: np.ndarray, fps: float = 8, **options) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimwrite(path, list(frames), fps=8, macro_block_size=1, **options)
+    imageio.mimwrite(path, list(frames), fps=fps, macro_block_size=1, **options)
     return path
 
 
@@ -51,6 +61,24 @@ def test_pairing_lists_what_each_side_lacks(tmp_path):
     assert pairing.missing_in_reference == ("d.mp4",)
 
 
+def test_names_pair_across_unicode_normal_forms(tmp_path):
+    """The same prompt written composed (NFC) on one machine and decomposed (NFD) on another."""
+    prompt = "a café in Zürich-0.mp4"
+    composed, decomposed = unicodedata.normalize("NFC", prompt), unicodedata.normalize("NFD", prompt)
+    assert composed != decomposed
+    for folder, name in (("ref", composed), ("gen", decomposed)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_bytes(b"")
+        (tmp_path / folder / "plain-0.mp4").write_bytes(b"")
+    pairing = pair_videos(tmp_path / "ref", tmp_path / "gen")
+    assert pairing.names == (composed, "plain-0.mp4")
+    assert pairing.reference(composed) == tmp_path / "ref" / composed
+    assert pairing.generated(composed) == tmp_path / "gen" / decomposed  # the file as it is on disk
+    (tmp_path / "gen" / composed).write_bytes(b"")  # now both forms in one folder: which one is meant?
+    with pytest.raises(MetricsError, match="one name in two Unicode forms; keep one of them"):
+        pair_videos(tmp_path / "ref", tmp_path / "gen")
+
+
 def test_pairing_with_nothing_in_common_fails_even_when_allowed(tmp_path):
     for folder, name in (("ref", "a.mp4"), ("gen", "b.mp4")):
         (tmp_path / folder).mkdir()
@@ -69,8 +97,27 @@ def test_read_video_round_trip(tmp_path):
 
 def test_unreadable_file_is_named(tmp_path):
     (tmp_path / "junk.mp4").write_bytes(b"not a video")
-    with pytest.raises(MetricsError, match=r"cannot decode .*junk\.mp4.*--skip-bad"):
-        read_video(tmp_path / "junk.mp4")
+    with pytest.raises(MetricsError, match=r"cannot decode .*junk\.mp4.*: re-generate or remove it$"):
+        read_video(tmp_path / "junk.mp4")  # the evaluation, not the decoder, says how to go on without it
+
+
+def test_decode_video_reads_the_frame_rate(tmp_path):
+    decoded = decode_video(write_video(tmp_path / "v.mp4", random_frames(4), fps=12))
+    assert decoded.frames.shape == (4, 24, 32, 3) and decoded.fps == 12.0
+
+
+def test_mismatches_a_reference_can_still_be_scored_against():
+    def clip(frames: int, height: int, width: int, fps: float | None) -> DecodedVideo:
+        return DecodedVideo(np.zeros((frames, height, width, 3), np.uint8), fps)
+
+    assert find_mismatches(clip(51, 240, 426, 24.0), clip(51, 240, 426, 24.0)) == {}
+    assert find_mismatches(clip(51, 480, 854, 24.0), clip(17, 240, 426, 8.0)) == {
+        "frames": "17 of 51 frames",
+        "size": "426x240, reference 854x480",
+        "fps": "8 fps, reference 24",
+    }
+    assert find_mismatches(clip(5, 24, 32, None), clip(5, 24, 32, 8.0)) == {}  # no rate in the header: no claim
+    assert set(MISMATCHES) == {"frames", "size", "fps"}
 
 
 def test_truncated_file_without_index_is_named(tmp_path):

@@ -1,48 +1,33 @@
 """Faithfulness: our MagCache against the MagCache reference implementation for Open-Sora 1.2.
 
 The reference (``eval/magcache/experiments/opensora.py`` in github.com/Zehong-Ma/MagCache) is read
-at test time from a local clone named by ``MAGCACHE_REFERENCE``; it is never part of this repo.
+at test time from a local copy named by ``MAGCACHE_REFERENCE`` (``references.py``); it is never part
+of this repo.
 Both run the same tiny random-weight STDiT3 through VideoSys's own pipeline and RFLOW scheduler
 (30 steps, batched CFG, same seed); the skipped steps and the final latent must agree.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
-import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
 from reference_values import OPENSORA_RATIOS
+from references import load_reference_script
 from videosys_helpers import FAST_SKIPS
 
 from magcache_videosys import enable_magcache, get_stats
 
 pytestmark = pytest.mark.videosys
 
-REFERENCE = Path(os.environ.get("MAGCACHE_REFERENCE", "")) / "eval/magcache/experiments/opensora.py"
-
 
 def load_reference() -> types.ModuleType:
-    if not os.environ.get("MAGCACHE_REFERENCE") or not REFERENCE.is_file():
-        pytest.skip("set MAGCACHE_REFERENCE to a clone of github.com/Zehong-Ma/MagCache to run this comparison")
-    from magcache_videosys.videosys_compat import import_videosys
-
-    import_videosys()
-    # The reference script imports helpers it does not use here, and the older VideoSys layout.
-    sys.modules.setdefault("utils", types.SimpleNamespace(generate_func=None, read_prompt_list=None))
-    if importlib.util.find_spec("videosys.core.comm") is None:
-        import videosys.core.distributed.comm as comm
-
-        sys.modules["videosys.core.comm"] = comm
-    spec = importlib.util.spec_from_file_location("magcache_reference_opensora", REFERENCE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The reference's Open-Sora experiment script (``magcache_forward``), from ``MAGCACHE_REFERENCE``."""
+    return load_reference_script(
+        "MAGCACHE_REFERENCE", "eval/magcache/experiments/opensora.py", "magcache_reference_opensora"
+    )
 
 
 def patch_like_reference(transformer: torch.nn.Module, reference: types.ModuleType) -> None:

@@ -1,8 +1,8 @@
 """Faithfulness: our TeaCache against the TeaCache reference forward for Open-Sora 1.2.
 
-The reference is ``teacache_forward`` in ``eval/magcache/experiments/opensora.py`` of a local
-MagCache clone named by ``MAGCACHE_REFERENCE`` (the TeaCache repository's copy is the same
-function); it is never part of this repo. Both run the same tiny random-weight STDiT3 through
+The reference is ``teacache_forward`` in ``eval/teacache/experiments/opensora.py`` of a local copy
+of github.com/ali-vilab/TeaCache named by ``TEACACHE_REFERENCE`` (``references.py``); it is never
+part of this repo. Both run the same tiny random-weight STDiT3 through
 VideoSys's own pipeline and RFLOW scheduler (30 steps, batched CFG, same seed); the steps that run
 the block stack and the final latent must agree (they agree bit for bit). The published
 thresholds (0.1, 0.2) skip nothing on random weights, whose modulated inputs change far more per
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_reference_magcache import load_reference
+from references import load_reference_script
 
 from magcache_videosys import TeaCacheConfig, enable_teacache, get_stats
 
@@ -66,7 +66,9 @@ def run(pipeline) -> tuple[torch.Tensor, list[int]]:
 
 def compare(dtype: torch.dtype, config: TeaCacheConfig) -> tuple[list[int], list[int]]:
     """Run the reference and ours; assert equal decisions and latents; return both computed lists."""
-    reference = load_reference()
+    reference = load_reference_script(
+        "TEACACHE_REFERENCE", "eval/teacache/experiments/opensora.py", "teacache_reference_opensora"
+    )
     theirs = make_pipeline(dtype)
     patch_like_reference(theirs.transformer, reference, config.threshold)
     ours = make_pipeline(dtype)

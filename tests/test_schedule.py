@@ -3,7 +3,7 @@
 import pytest
 
 from magcache_videosys import MagCacheConfig
-from magcache_videosys.schedule import MagCacheDecider, plan_schedule
+from magcache_videosys.schedule import MagCacheDecider, plan_schedule, reaching_target, sweep
 
 FAST_SKIPS = [6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20, 22, 23, 24, 26, 27, 28]
 
@@ -64,3 +64,12 @@ def test_plan_to_dict_matches_plan():
     assert data["skipped_steps"] == FAST_SKIPS
     assert [s["step"] for s in data["steps"] if s["action"] == "skip"] == FAST_SKIPS
     assert data["num_computed"] == 12
+
+
+def test_settings_reaching_a_target_come_closest_first_then_most_conservative():
+    plans = sweep([0.99**0.5] * 29, [0.02, 0.06, 0.12], [1, 2, 3], [0.1, 0.2])
+    best = [(p.num_computed, p.threshold, p.max_skip_steps, p.retention_ratio) for p in reaching_target(plans, 14)]
+    assert all(passes <= 14 for passes, *_ in best) and len(best) == len({b[1:] for b in best})
+    assert best[:3] == [(14, 0.02, 2, 0.2), (14, 0.02, 3, 0.2), (14, 0.06, 2, 0.2)]
+    assert [b[0] for b in best] == sorted((b[0] for b in best), reverse=True)
+    assert reaching_target(plans, 5) == []

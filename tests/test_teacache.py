@@ -1,5 +1,5 @@
 """TeaCache without VideoSys: config validation, the skip rule on hand-checkable signals through the
-shared runtime (a toy block stack whose adapter hands over a controlled "modulated input"), runs,
+shared runtime (a toy block stack whose family hands over a controlled "modulated input"), runs,
 ranks, and the experiments registry entries."""
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from magcache_videosys import (
     get_stats,
     remove_teacache,
 )
-from magcache_videosys.adapters import ADAPTERS, BlockStackAdapter, StackBinding
 from magcache_videosys.experiments.methods import MethodError, build_config, get_method
 from magcache_videosys.hooks import get_cache
+from magcache_videosys.models import FAMILIES, ModelFamily, StackBinding
 from magcache_videosys.teacache import TeaCachePolicy
 
 OPENSORA = (2.17546007e02, -1.18329252e02, 2.68662585e01, -4.59364272e-02, 4.84426240e-02)
@@ -47,7 +47,7 @@ class ToyBlock(nn.Module):
 
 
 class ToyDiT(nn.Module):
-    """Blocks in a row; each call carries the run's timestep list and a signal for the adapter."""
+    """Blocks in a row; each call carries the run's timestep list and a signal for the binding."""
 
     def __init__(self, depth: int = 3) -> None:
         super().__init__()
@@ -60,7 +60,8 @@ class ToyDiT(nn.Module):
         return x
 
 
-class ToyAdapter(BlockStackAdapter):
+class ToyFamily(ModelFamily):
+    name = "toy"
     description = "toy block stack"
     model_classes = ("ToyDiT",)
 
@@ -74,11 +75,11 @@ class ToyAdapter(BlockStackAdapter):
 
 
 @pytest.fixture(autouse=True)
-def toy_adapter():
-    adapter = ToyAdapter()
-    ADAPTERS.insert(0, adapter)
+def toy_family():
+    family = ToyFamily()
+    FAMILIES.insert(0, family)
     yield
-    ADAPTERS.remove(adapter)
+    FAMILIES.remove(family)
 
 
 @torch.no_grad()
@@ -234,7 +235,7 @@ def test_a_new_shape_within_a_run_computes_and_restarts_the_sum():
 
 
 def test_counted_steps_need_num_steps_and_honour_it():
-    class Uncounted(ToyAdapter):
+    class Uncounted(ToyFamily):
         def bind(self, module):
             return StackBinding(
                 blocks=list(module.blocks),
@@ -243,7 +244,7 @@ def test_counted_steps_need_num_steps_and_honour_it():
                 modulated_input=lambda a, k: a[1],
             )
 
-    ADAPTERS.insert(0, Uncounted())
+    FAMILIES.insert(0, Uncounted())
     try:
         model = ToyDiT()
         enable_teacache(model, TeaCacheConfig(threshold=0.5, coefficients=IDENTITY, num_steps=8))
@@ -255,7 +256,7 @@ def test_counted_steps_need_num_steps_and_honour_it():
         with pytest.raises(RuntimeError, match="set num_steps in the TeaCache config"):
             sample(model)
     finally:
-        ADAPTERS.pop(0)
+        FAMILIES.pop(0)
 
 
 def test_one_cache_per_transformer_and_models_without_the_signal():
@@ -265,7 +266,7 @@ def test_one_cache_per_transformer_and_models_without_the_signal():
         enable_teacache(model, "teacache-slow")
     with pytest.raises(TypeError, match="enable_teacache takes a TeaCacheConfig or a preset name, got float"):
         enable_teacache(ToyDiT(), 0.1)
-    with pytest.raises(UnsupportedModelError, match="PixArt.*adapter does not provide; TeaCache supports Open-Sora"):
+    with pytest.raises(UnsupportedModelError, match="PixArt.*does not provide; TeaCache supports: Open-Sora 1.2"):
         enable_teacache(tiny_pixart(), "teacache-slow")
 
 
@@ -314,17 +315,15 @@ def test_ranks_that_split_a_call_decide_alike(tmp_path):
 
 
 def test_stdit3_sums_over_its_sequence_and_cfg_groups(monkeypatch):
-    from magcache_videosys.adapters import opensora
+    from magcache_videosys.models.base import parallel_all_reduce  # what Open-Sora's binding uses
 
     calls = []
     monkeypatch.setattr(torch.distributed, "all_reduce", lambda values, group: calls.append(group))
     manager = SimpleNamespace(sp_group="sp", cp_group=None)
-    opensora._all_reduce(SimpleNamespace(parallel_manager=manager), torch.zeros(2))
+    parallel_all_reduce(SimpleNamespace(parallel_manager=manager))(torch.zeros(2))
     manager.cp_group = "cp"
-    opensora._all_reduce(SimpleNamespace(parallel_manager=manager), torch.zeros(2))
-    opensora._all_reduce(
-        SimpleNamespace(parallel_manager=SimpleNamespace(sp_group=None, cp_group=None)), torch.zeros(2)
-    )
+    parallel_all_reduce(SimpleNamespace(parallel_manager=manager))(torch.zeros(2))
+    parallel_all_reduce(SimpleNamespace(parallel_manager=SimpleNamespace(sp_group=None, cp_group=None)))(torch.zeros(2))
     assert calls == ["sp", "sp", "cp"]
 
 

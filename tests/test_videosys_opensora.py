@@ -9,6 +9,7 @@ from __future__ import annotations
 import pickle
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -184,8 +185,11 @@ def test_calibration_through_the_pipeline(make_pipeline, tmp_path):
     enable_magcache(pipe, MagCacheConfig(calibrate=True))
     generate(pipe)
     stats = get_stats(pipe)
-    assert stats.skipped_steps == [] and len(stats.ratio) == 29
-    table = RatioTable(ratios=stats.ratio, std=stats.ratio_std, cosine_distance=stats.cosine_distance, name="tiny")
+    measured = stats.measured
+    assert stats.skipped_steps == [] and len(measured["ratio"]) == 29
+    table = RatioTable(
+        ratios=measured["ratio"], std=measured["ratio_std"], cosine_distance=measured["cosine_distance"], name="tiny"
+    )
     path = table.save(tmp_path / "tiny.json")
     disable_magcache(pipe)
     cfg = MagCacheConfig(mag_ratios=str(path), threshold=0.5, max_skip_steps=3)
@@ -206,8 +210,9 @@ def test_enable_on_a_config_builds_every_rank_with_magcache(videosys, make_pipel
 
 
 def test_config_travels_into_a_spawned_process(videosys):
+    from videosys_helpers import generate_with_config
+
     from magcache_videosys.configs import OpenSoraConfig
-    from magcache_videosys.tiny import generate_with_config
     from magcache_videosys.videosys_compat import import_videosys
 
     config = OpenSoraConfig(enable_magcache=True, magcache_config=MagCacheConfig.preset("opensora-turbo"))
@@ -235,9 +240,9 @@ def test_magcache_config_class_is_a_videosys_config(videosys):
 def test_bad_targets_and_combinations(videosys):
     with pytest.raises(ValueError, match="PAB is enabled on this VideoSys config"):
         enable_magcache(videosys.OpenSoraConfig(enable_pab=True), "opensora-fast")
-    unsupported = "'LattePipeline' is not a supported VideoSys pipeline; supported: OpenSoraPipeline"
+    unsupported = "'OtherPipeline' is not a supported VideoSys pipeline; supported: OpenSoraPipeline, "
     with pytest.raises(UnsupportedModelError, match=unsupported):
-        enable_magcache(videosys.LatteConfig(), "opensora-fast")
+        enable_magcache(SimpleNamespace(pipeline_cls=type("OtherPipeline", (), {}), num_gpus=1), "opensora-fast")
     config = videosys.OpenSoraConfig()
     enable_magcache(config, "opensora-fast")
     with pytest.raises(RuntimeError, match="MagCache is already enabled on this config"):

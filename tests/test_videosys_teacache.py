@@ -136,8 +136,9 @@ def test_interrupted_run_then_new_run(make_pipeline):
 
 
 def test_config_carries_teacache_to_every_rank(videosys, make_pipeline):
+    from videosys_helpers import generate_with_config
+
     from magcache_videosys.configs import OpenSoraConfig
-    from magcache_videosys.tiny import generate_with_config
     from magcache_videosys.videosys_compat import import_videosys
 
     config = videosys.OpenSoraConfig()
@@ -245,7 +246,7 @@ def test_pab_config_entry_points(videosys, make_pipeline, pab_manager):
     assert OpenSoraConfig(enable_pab=True, pab_config=given).pab_config is given
     disable_pab(config)
     assert not config.enable_pab and config.pipeline_cls is videosys.OpenSoraPipeline
-    with pytest.raises(TypeError, match="enable_pab takes a VideoSys OpenSoraConfig, got OpenSoraPipeline"):
+    with pytest.raises(TypeError, match="enable_pab takes a VideoSys config, got OpenSoraPipeline"):
         enable_pab(make_pipeline())
 
 

@@ -46,3 +46,17 @@ def run_cli(cli: Any, capsys: Any, *argv: Any) -> str:
 
 def manifest(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def generate_with_config(config: Any, prompt: str, seed: int = 0, **generate_kwargs: Any) -> dict[str, Any]:
+    """Build the tiny pipeline from ``config`` (as an engine rank would), generate one video and
+    return the run's statistics: run in a spawned process, it checks that a config carries a
+    caching method into a new process."""
+    from magcache_videosys.hooks import get_cache
+    from magcache_videosys.tiny import tiny_opensora_pipeline
+
+    pipeline = tiny_opensora_pipeline(config, seed=seed)
+    pipeline.generate(prompt, seed=seed, **{"verbose": False, **generate_kwargs})
+    cache = get_cache(pipeline.transformer)
+    stats = cache.latest_stats() if cache is not None else None
+    return {"pipeline_cls": repr(config.pipeline_cls), "stats": None if stats is None else stats.to_dict()}

@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from magcache_videosys.console import OutputPathError, check_output_folder, run_command
 from magcache_videosys.metrics.errors import MetricsError
 from magcache_videosys.metrics.vbench_run import VBENCH_DIMENSIONS, run_vbench
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video_path", required=True, help="folder of videos named '{prompt}-{index}.mp4'")
     parser.add_argument("--save_path", required=True, help="folder for VBench's per-dimension result files")
@@ -23,22 +24,29 @@ def main(argv: list[str] | None = None) -> None:
         "--allow-download", action="store_true", help="let VBench download model files missing from its cache"
     )
     args = parser.parse_args(argv)
-    try:
-        written = run_vbench(
-            args.video_path,
-            args.save_path,
-            dimensions=[d.strip() for d in args.dimensions.split(",") if d.strip()],
-            device=args.device,
-            full_info=args.full_info,
-            allow_download=args.allow_download,
+
+    def run() -> None:
+        try:
+            check_output_folder(args.save_path, "--save_path")
+            written = run_vbench(
+                args.video_path,
+                args.save_path,
+                dimensions=[d.strip() for d in args.dimensions.split(",") if d.strip()],
+                device=args.device,
+                full_info=args.full_info,
+                allow_download=args.allow_download,
+            )
+        except (MetricsError, OutputPathError) as error:
+            sys.exit(f"error: {error}")
+        print(
+            f"{len(written)} VBench result files in {args.save_path}; next: python eval/vbench/cal_vbench.py "
+            f"--score_dir {args.save_path}"
         )
-    except MetricsError as error:
-        sys.exit(f"error: {error}")
-    print(
-        f"{len(written)} VBench result files in {args.save_path}; next: python eval/vbench/cal_vbench.py "
-        f"--score_dir {args.save_path}"
+
+    return run_command(
+        run, "run_vbench.py", lambda: f"Finished dimensions keep their result files in {args.save_path}."
     )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,8 +1,10 @@
 """Generating with VideoSys: the engine on GPUs, or the tiny random-weight pipeline on the CPU.
 
-The only module here that imports VideoSys (on first use). The transformer loop is timed by
-wrapping the driver pipeline's ``scheduler.sample`` (it runs every step of one video), with
-CUDA synchronised just before and after it and around the whole ``generate`` call, never per step.
+The only module here that imports VideoSys (on first use); what differs between model families
+(the config, the ``generate`` arguments, the sizes VideoSys knows) comes from the family
+(``magcache_videosys/models/``). The transformer loop is timed from the start of a video's first
+transformer call to the end of its last, with CUDA events recorded at those points (no host sync in
+the loop) and read once the video is done.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Any, Callable
 import torch
 
 from ..videosys_compat import INSTALL_HINT, import_videosys, videosys_available
-from .runner import Plan, RunError, Sample
+from .runner import Plan, RunError, Sample, Settings
 from .sharding import visible_gpus
+from .videofile import check_mp4, write_mp4
 
-FPS = 24  # what VideoSys's Open-Sora save_video writes
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
@@ -39,22 +41,43 @@ class PipelineBuilder:
 
 
 class LoopTimer:
-    """Times each ``scheduler.sample`` call of one pipeline (the whole transformer loop)."""
+    """Times the sampling loop of one pipeline: first transformer call's start to last call's end.
 
-    def __init__(self, scheduler: Any, sync: Callable[[], None]) -> None:
-        self.sync = sync
-        self.last_s = float("nan")
-        inner = scheduler.sample
+    On CUDA each call's end is an event recorded on the stream (asynchronous); the elapsed time is
+    read after ``generate`` returns, when the caller has synchronised anyway."""
 
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            self.sync()
-            start = time.perf_counter()
-            out = inner(*args, **kwargs)
-            self.sync()
-            self.last_s = time.perf_counter() - start
-            return out
+    def __init__(self, transformer: torch.nn.Module) -> None:
+        self.cuda = next(transformer.parameters()).device.type == "cuda"
+        self.start: Any = None
+        self.end: Any = None
+        transformer.register_forward_pre_hook(self._begin)
+        transformer.register_forward_hook(self._finish)
 
-        scheduler.sample = timed
+    def reset(self) -> None:
+        """Before a video: the next transformer call is its first."""
+        self.start = self.end = None
+
+    def _mark(self) -> Any:
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def _begin(self, module: torch.nn.Module, args: tuple) -> None:
+        if self.start is None:
+            self.start = self._mark()
+
+    def _finish(self, module: torch.nn.Module, args: tuple, out: Any) -> None:
+        self.end = self._mark()
+
+    def seconds(self) -> float:
+        """The last video's loop time (after a synchronisation on CUDA); nan before any call."""
+        if self.start is None or self.end is None:
+            return float("nan")
+        if self.cuda:
+            return self.start.elapsed_time(self.end) / 1000.0
+        return self.end - self.start
 
 
 def require_videosys(tiny: bool) -> None:
@@ -66,95 +89,73 @@ def require_videosys(tiny: bool) -> None:
         raise RunError(f"{INSTALL_HINT} ({what}; --dry-run works without it.)")
 
 
-def _check_size(settings: Any) -> None:
-    from videosys.pipelines.open_sora.data_process import get_image_size, get_num_frames
+def check_settings(settings: Settings) -> None:
+    """The family's own check of what VideoSys can generate (sizes), as a run error."""
+    try:
+        settings.family.check_generation(settings.to_dict())
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
 
-    try:
-        get_image_size(settings.resolution, settings.aspect_ratio)
-    except (KeyError, AssertionError):
+
+def preflight(plan: Plan) -> None:
+    """What generating needs, checked before the run creates anything: VideoSys, a size it knows,
+    and the GPUs (made visible to this process first)."""
+    require_videosys(plan.settings.tiny)
+    import_videosys(verbose=plan.options.verbose)
+    check_settings(plan.settings)
+    if plan.settings.tiny:
+        return
+    if plan.shard.local_rank is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible_gpus(plan.shard.local_rank, plan.options.num_gpus)
+    if not torch.cuda.is_available():
+        raise RunError("no CUDA GPU is visible; VideoSys runs need one (use --tiny for a CPU smoke run).")
+    if torch.cuda.device_count() < plan.options.num_gpus:
         raise RunError(
-            f"VideoSys's Open-Sora has no size for --resolution {settings.resolution} "
-            f"--aspect-ratio {settings.aspect_ratio}; "
-            f"try e.g. 144p, 240p, 360p, 480p or 720p with 9:16, 16:9, 3:4, 4:3 or 1:1."
-        ) from None
-    try:
-        get_num_frames(settings.num_frames)
-    except ValueError:
-        raise RunError(
-            f"--frames {settings.num_frames!r} is neither a frame count nor a VideoSys duration such as 2s."
-        ) from None
+            f"--num-gpus {plan.options.num_gpus} but {torch.cuda.device_count()} GPU(s) are visible to this process."
+        )
 
 
 class VideoSysGenerator:
-    """Builds the VideoSys config with the method enabled, then the engine (or tiny pipeline)."""
+    """Builds the VideoSys config with the method enabled, then the engine (or tiny pipeline).
+
+    Run :func:`preflight` first (``run`` does, given it)."""
 
     def __init__(self, plan: Plan) -> None:
-        require_videosys(plan.settings.tiny)
-        videosys = import_videosys()
-        s = plan.settings
-        _check_size(s)
-        self.settings = s
-        config = (
-            videosys.OpenSoraConfig(
-                transformer=s.transformer,
-                vae=s.vae,
-                text_encoder=s.text_encoder,
-                num_gpus=plan.options.num_gpus,
-                num_sampling_steps=s.num_steps,
-                cfg_scale=s.cfg_scale,
-            )
-            if not s.tiny
-            else videosys.OpenSoraConfig(num_sampling_steps=s.num_steps, cfg_scale=s.cfg_scale)
-        )
+        videosys = import_videosys(verbose=plan.options.verbose)
+        s = self.settings = plan.settings
+        self.family = s.family
+        config = self.family.videosys_config(s.to_dict(), plan.options.num_gpus)
         if plan.method_config is not None:
             plan.method.apply(config, plan.method_config)
         self.engine = None
         if s.tiny:
-            from ..tiny import tiny_opensora_pipeline
-
-            self.pipeline = tiny_opensora_pipeline(config)
+            self.pipeline = self.family.tiny_pipeline(config)
             self.sync: Callable[[], None] = lambda: None
         else:
-            if plan.shard.local_rank is not None:
-                os.environ["CUDA_VISIBLE_DEVICES"] = visible_gpus(plan.shard.local_rank, plan.options.num_gpus)
-            if not torch.cuda.is_available():
-                raise RunError("no CUDA GPU is visible; VideoSys runs need one (use --tiny for a CPU smoke run).")
-            if torch.cuda.device_count() < plan.options.num_gpus:
-                raise RunError(
-                    f"--num-gpus {plan.options.num_gpus} but {torch.cuda.device_count()} GPU(s) are visible "
-                    "to this process."
-                )
             config.pipeline_cls = PipelineBuilder(config.pipeline_cls, dtype=TORCH_DTYPES[s.dtype])
             self.engine = videosys.VideoSysEngine(config)
             self.pipeline = self.engine.driver_worker
             self.sync = torch.cuda.synchronize
-        self.timer = LoopTimer(self.pipeline.scheduler, self.sync)
+        self.timer = LoopTimer(self.pipeline.transformer)
 
     def generate(self, prompt: str, seed: int) -> Sample:
-        s = self.settings
         target = self.engine if self.engine is not None else self.pipeline
+        self.timer.reset()
         self.sync()
         start = time.perf_counter()
-        video = target.generate(
-            prompt,
-            resolution=s.resolution,
-            aspect_ratio=s.aspect_ratio,
-            num_frames=s.num_frames,
-            seed=seed,
-            verbose=False,
-        ).video[0]
+        video = self.family.generate(target, prompt, seed, self.settings.to_dict())
         self.sync()
         total = time.perf_counter() - start
         return Sample(
-            video=video, latency_transformer_s=self.timer.last_s, latency_total_s=total, pipeline=self.pipeline
+            video=video, latency_transformer_s=self.timer.seconds(), latency_total_s=total, pipeline=self.pipeline
         )
 
     def save(self, sample: Sample, path: Path) -> None:
-        """Write frames (T, H, W, C uint8) as mp4 the way VideoSys's ``save_video`` does."""
-        import imageio.v2 as imageio
+        """Write frames (T, H, W, C uint8) as mp4, byte for byte as VideoSys's ``save_video`` does."""
+        write_mp4(sample.video, path, fps=self.family.generation.fps)
 
-        frames = sample.video.cpu().numpy() if hasattr(sample.video, "cpu") else sample.video
-        imageio.mimwrite(str(path), list(frames), fps=FPS)
+    def check(self, sample: Sample, path: Path) -> None:
+        check_mp4(path, sample.video)
 
     def close(self) -> None:
         # VideoSysEngine shuts its workers down when it is collected.

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ..knobs import KNOBS
 from ..magcache import PRESETS, MagCacheConfig
 from ..plugin import enable_magcache, enable_pab, enable_teacache, get_stats
-from ..ratios import RatioTable
+from ..records import VideoRecord
 from ..stats import RunStats
 from ..teacache import PRESETS as TEACACHE_PRESETS
 from ..teacache import TeaCacheConfig
@@ -25,24 +26,6 @@ class MethodError(ValueError):
 
 
 @dataclass(frozen=True)
-class Knob:
-    """A method setting given on the command line as ``--<flag>``."""
-
-    flag: str
-    type: Callable[[str], Any]
-    help: str
-
-
-KNOBS: dict[str, Knob] = {
-    "threshold": Knob("threshold", float, "skip while the accumulated error stays at or below this (TeaCache: below)"),
-    "K": Knob("K", int, "most consecutive skipped steps (MagCache's max_skip_steps)"),
-    "retention_ratio": Knob("retention-ratio", float, "fraction of leading steps always computed"),
-    "mag_ratios": Knob("mag-ratios", str, "ratio table: a shipped name or a table file (e.g. from magcache-calibrate)"),
-    "ratio_power": Knob("ratio-power", float, "exponent applied to the ratios (the Open-Sora reference uses 0.5)"),
-}
-
-
-@dataclass(frozen=True)
 class Method:
     """One way to generate.
 
@@ -50,6 +33,7 @@ class Method:
     method's config, or None for the uncached model. ``apply`` enables it on a VideoSys config.
     ``plan`` returns the steps one video computes, or None when that depends on the data.
     ``finish`` runs once every video of the run exists, with the merged manifest records.
+    ``required`` lists the knobs the method cannot run without.
     """
 
     name: str
@@ -57,12 +41,13 @@ class Method:
     make_config: Callable[[Mapping[str, Any]], Any]
     apply: Callable[[Any, Any], None] = lambda videosys_config, cfg: None
     knobs: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
     fixed_by: str = ""  # e.g. "preset opensora-fast (threshold=0.12, ...)": why it takes no knobs
     knob_method: str = ""  # the method to use instead when the user wants to set the knobs
     plan: Callable[[Any, int], Sequence[int] | None] = lambda cfg, num_steps: list(range(num_steps))
     stats: Callable[[Any], RunStats | None] = lambda pipeline: None
     record_extra: Callable[[RunStats | None], dict[str, Any]] = lambda stats: {}
-    finish: Callable[[Path, list[dict[str, Any]]], list[Path]] | None = None
+    finish: Callable[[Path, list[VideoRecord]], list[Path]] | None = None
     config_dict: Callable[[Any], dict[str, Any]] = lambda cfg: {} if cfg is None else cfg.to_dict()
 
 
@@ -88,7 +73,7 @@ def build_config(method: Method, knobs: Mapping[str, Any]) -> Any:
     given = {k: v for k, v in knobs.items() if v is not None}
     extra = [k for k in given if k not in method.knobs]
     if extra:
-        flags = ", ".join(f"--{KNOBS[k].flag}" for k in extra)
+        flags = ", ".join(KNOBS[k].flag for k in extra)
         if method.fixed_by:
             instead = (
                 f", or use --method {method.knob_method} {flags} ... to set the knobs yourself"
@@ -98,8 +83,12 @@ def build_config(method: Method, knobs: Mapping[str, Any]) -> Any:
             raise MethodError(
                 f"--method {method.name} is the {method.fixed_by}, which fixes {flags}; drop {flags}{instead}."
             )
-        accepted = ", ".join(f"--{KNOBS[k].flag}" for k in method.knobs) or "no knobs"
+        accepted = ", ".join(KNOBS[k].flag for k in method.knobs) or "no knobs"
         raise MethodError(f"--method {method.name} does not take {flags} (it takes {accepted}).")
+    missing = [k for k in method.required if k not in given]
+    if missing:
+        flags = ", ".join(KNOBS[k].flag for k in missing)
+        raise MethodError(f"--method {method.name} needs {flags} ({method.help}).")
     try:
         return method.make_config(given)
     except (TypeError, ValueError) as exc:
@@ -107,13 +96,6 @@ def build_config(method: Method, knobs: Mapping[str, Any]) -> Any:
 
 
 # --- MagCache ---------------------------------------------------------------------------------
-_KNOB_FIELDS = {
-    "threshold": "threshold",
-    "K": "max_skip_steps",
-    "retention_ratio": "retention_ratio",
-    "mag_ratios": "mag_ratios",
-    "ratio_power": "ratio_power",
-}
 
 
 def _magcache_dict(cfg: MagCacheConfig) -> dict[str, Any]:
@@ -134,9 +116,10 @@ def _magcache_stats(pipeline: Any) -> RunStats | None:
 
 def _preset_text(preset: str) -> str:
     p = PRESETS[preset]
+    power = MagCacheConfig.preset(preset).effective_ratio_power
     return (
         f"preset {preset} (threshold={p['threshold']}, K={p['max_skip_steps']}, "
-        f"retention-ratio={p['retention_ratio']}, mag-ratios={p['mag_ratios']}, ratio-power={p['ratio_power']})"
+        f"retention-ratio={p['retention_ratio']}, mag-ratios={p['mag_ratios']}, ratio-power={power})"
     )
 
 
@@ -156,7 +139,7 @@ def _magcache_preset(speed: str) -> Method:
 
 
 def _magcache_explicit(knobs: Mapping[str, Any]) -> MagCacheConfig:
-    return MagCacheConfig.preset("opensora-fast", **{_KNOB_FIELDS[k]: v for k, v in knobs.items()})
+    return MagCacheConfig.preset("opensora-fast", **{KNOBS[k].field: v for k, v in knobs.items()})
 
 
 # --- calibration ------------------------------------------------------------------------------
@@ -166,28 +149,18 @@ CALIBRATION_FILE = "ratio_table.json"
 def _calibration_extra(stats: RunStats | None) -> dict[str, Any]:
     if stats is None:
         return {}
-    return {"ratio": stats.ratio, "ratio_std": stats.ratio_std, "cosine_distance": stats.cosine_distance}
+    return stats.measured
 
 
-def _mean(columns: list[list[float]]) -> list[float]:
-    return [sum(values) / len(values) for values in zip(*columns)]
+def save_calibration(out_dir: Path, records: list[VideoRecord]) -> list[Path]:
+    """The run's ratio table (``calibrate.table_from_records``), saved beside its videos."""
+    from ..calibrate import table_from_records
 
-
-def save_calibration(out_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
-    """The per-step mean over all calibration videos, saved as a ratio table."""
-    usable = [r for r in records if r.get("ratio")]
-    if not usable:
-        return []
-    first = usable[0]
-    settings = dict(first["settings"])
-    table = RatioTable(
-        ratios=_mean([r["ratio"] for r in usable]),
-        std=_mean([r["ratio_std"] for r in usable]),
-        cosine_distance=_mean([r["cosine_distance"] for r in usable]),
-        name=f"calibrated-{settings.get('num_steps')}",
-        model=str(settings.get("transformer", "unknown")),
-        settings={**settings, "videos": len(usable), "prompts": sorted({r["prompt"] for r in usable})},
-        source="experiments/opensora.py --method magcache-calibrate (per-step mean over the videos)",
+    settings = records[0].settings or {}
+    table = table_from_records(
+        records,
+        name=f"calibrated-{settings.get('model')}-{settings.get('num_steps')}",
+        source=f"experiments/{settings.get('model')}.py --method magcache-calibrate",
     )
     return [table.save(out_dir / CALIBRATION_FILE)]
 
@@ -201,7 +174,7 @@ register(
         help="MagCache with your knobs; those not given come from preset opensora-fast",
         make_config=_magcache_explicit,
         apply=enable_magcache,
-        knobs=tuple(_KNOB_FIELDS),
+        knobs=("threshold", "K", "retention_ratio", "mag_ratios", "ratio_power"),
         plan=_magcache_plan,
         stats=_magcache_stats,
         config_dict=_magcache_dict,
@@ -270,10 +243,12 @@ for _speed in ("slow", "fast"):
 register(
     Method(
         name="teacache",
-        help="TeaCache with your --threshold; the rest from preset teacache-slow",
+        help="TeaCache with your --threshold (required: the paper's are 0.1 and 0.2); the rest from preset "
+        "teacache-slow",
         make_config=lambda knobs: TeaCacheConfig.preset("teacache-slow", **knobs),
         apply=enable_teacache,
         knobs=("threshold",),
+        required=("threshold",),
         plan=lambda cfg, num_steps: None,
         stats=get_stats,
     )

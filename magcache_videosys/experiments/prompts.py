@@ -2,7 +2,8 @@
 
 VBench's ``VBench_full_info.json`` lists 946 entries but only 944 distinct prompts (two prompts
 serve two dimensions each); a video exists once per prompt and sample index, so each distinct
-prompt is generated once.
+prompt is generated once. ``--tiny`` smoke runs default to a handful of prompts shipped with the
+package (:data:`SMOKE_FILE`, the same format), so they need nothing installed beyond VideoSys.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VBENCH_FILE = "VBench_full_info.json"
+SMOKE_FILE = Path(__file__).with_name("smoke_prompts.json")
 VBENCH_HINT = (
     "VBench's prompt list ships with the `vbench` package; `pip install vbench --no-deps` installs just "
     "its files (no models), or pass --prompts FILE"
@@ -51,21 +53,35 @@ def vbench_prompt_file() -> Path:
 
 def load_prompts(path: str | Path | None = None) -> PromptList:
     """Read prompts from ``path`` (JSON list of objects with ``prompt_en``, or one prompt a line),
-    or VBench's list when ``path`` is None; duplicates are dropped, keeping the first."""
+    or VBench's list when ``path`` is None; duplicates are dropped, keeping the first.
+
+    Any readable file works, ``/dev/stdin`` or a shell's ``<(...)`` included; a UTF-8 byte-order
+    mark (as some editors save) is not part of the first prompt."""
     file = vbench_prompt_file() if path is None else Path(path)
-    if not file.is_file():
+    if not file.exists() or file.is_dir():
         what = "is a folder, not a file" if file.is_dir() else "does not exist"
         raise PromptError(
             f"prompt file {file} {what}; pass --prompts with a JSON or text file, or leave it out for {VBENCH_FILE}."
         )
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise PromptError(f"prompt file {file} is not UTF-8 text ({exc}); save it as UTF-8.") from None
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise PromptError(f"prompt file {file} cannot be read ({reason}); check its permissions.") from None
     raw = _parse_json(file, text) if file.suffix.lower() == ".json" and text.strip() else _parse_lines(text)
     if not raw:
         raise PromptError(f"prompt file {file} holds no prompts; give a file with at least one prompt.")
     return PromptList(prompts=tuple(dict.fromkeys(raw)), source=str(file), entries=len(raw))
+
+
+def inline_prompts(texts: tuple[str, ...], source: str = "the command line") -> PromptList:
+    """Prompts given directly (``calibrate --prompt ...``), checked as a file's would be."""
+    prompts = [t.strip() for t in texts if isinstance(t, str) and t.strip()]
+    if len(prompts) != len(texts) or not prompts:
+        raise PromptError(f"give at least one prompt, each non-empty text; got {list(texts)!r}.")
+    return PromptList(prompts=tuple(dict.fromkeys(prompts)), source=source, entries=len(prompts))
 
 
 def _parse_json(file: Path, text: str) -> list[str]:

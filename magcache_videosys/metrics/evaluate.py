@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import math
 import time
+import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,14 +25,23 @@ import numpy as np
 import torch
 
 from ..atomic import write_csv_atomic, write_json_atomic
-from .errors import MetricsError
+from .errors import MetricsError, MetricsWarning
+from .frame_table import FrameTable
 from .fused import fused_enabled
 from .lpips import MIN_SIZE as LPIPS_MIN_SIZE
 from .lpips import LPIPSAlex, load_lpips
 from .psnr import psnr_frames
 from .ssim import WINDOW as SSIM_WINDOW
 from .ssim import ssim_frames
-from .video_io import VideoPairing, align_reference, pair_videos, read_video
+from .video_io import (
+    MISMATCHES,
+    DecodedVideo,
+    VideoPairing,
+    align_reference,
+    decode_video,
+    find_mismatches,
+    pair_videos,
+)
 
 METRICS = ("psnr", "ssim", "lpips")
 LOWER_IS_BETTER = {"psnr": False, "ssim": False, "lpips": True}
@@ -90,16 +100,23 @@ class FrameScorer:
         return {name: self._functions[name](reference, generated).cpu() for name in self.metrics}
 
 
-@dataclass
+@dataclass(frozen=True)
 class VideoScore:
-    """Per-frame values of one video pair."""
+    """One video pair: its mean per metric, and where its per-frame values are in the result's table."""
 
     name: str
     frames: int
-    values: dict[str, np.ndarray]
+    means: dict[str, float]
+    table: FrameTable = field(repr=False, compare=False)
+    start: int  # first column of its values in the table
+
+    @property
+    def values(self) -> dict[str, np.ndarray]:
+        """Per-frame values by metric (copies)."""
+        return {m: self.table.view(m, self.start, self.frames).copy() for m in self.table.metrics}
 
     def mean(self, metric: str) -> float:
-        return float(self.values[metric].mean())
+        return self.means[metric]
 
 
 @dataclass
@@ -113,13 +130,27 @@ class PairResult:
     missing_in_reference: tuple[str, ...] = ()
     videos: list[VideoScore] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    mismatches: dict[str, list[str]] = field(default_factory=dict)  # MISMATCHES kind -> "name (how)"
+    identical: int = 0  # videos whose frames equal their (aligned) reference's
+    table: FrameTable = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.table = FrameTable(self.metrics)
+
+    def add(self, name: str, values: dict[str, np.ndarray]) -> VideoScore:
+        """Record one video's per-frame values (``(frames,)`` per metric)."""
+        means = {m: float(values[m].mean()) for m in self.metrics}
+        start = self.table.append(values)
+        video = VideoScore(name, len(values[self.metrics[0]]), means, self.table, start)
+        self.videos.append(video)
+        return video
 
     def per_frame_index(self, metric: str) -> np.ndarray:
         """Mean over videos at each frame index (videos shorter than an index do not count there)."""
         longest = max(video.frames for video in self.videos)
         sums, counts = np.zeros(longest), np.zeros(longest)
         for video in self.videos:
-            sums[: video.frames] += video.values[metric]
+            sums[: video.frames] += self.table.view(metric, video.start, video.frames)
             counts[: video.frames] += 1
         return sums / counts
 
@@ -146,7 +177,23 @@ class PairResult:
                 "missing_in_reference": list(self.missing_in_reference),
             },
             "skipped": [{"name": name, "reason": reason} for name, reason in self.skipped.items()],
+            "mismatches": {kind: list(names) for kind, names in self.mismatches.items()},
+            "identical_videos": self.identical,
         }
+
+    @property
+    def all_identical(self) -> bool:
+        """Every scored video equals its reference: the generated folder is (a copy of) the reference."""
+        return bool(self.videos) and self.identical == len(self.videos)
+
+
+def results_paths(out: str | Path, generated_dir: str | Path) -> tuple[Path, Path]:
+    """The JSON and CSV files :func:`write_results` makes of ``out`` for a generated folder."""
+    if Path(out).is_dir() or str(out).endswith(("/", "\\")):
+        out = Path(out) / Path(generated_dir).name
+    out = Path(out)
+    base = out.with_suffix("") if out.suffix.lower() in (".json", ".csv") else out
+    return base.with_name(base.name + ".json"), base.with_name(base.name + ".csv")
 
 
 def write_results(result: PairResult, out: str | Path, settings: dict[str, Any] | None = None) -> tuple[Path, Path]:
@@ -154,20 +201,23 @@ def write_results(result: PairResult, out: str | Path, settings: dict[str, Any] 
 
     An existing folder (or a path ending in a separator) gets ``<generated folder name>.json/.csv``.
     """
-    if Path(out).is_dir() or str(out).endswith(("/", "\\")):
-        out = Path(out) / result.generated_dir.name
-    out = Path(out)
-    base = out.with_suffix("") if out.suffix.lower() in (".json", ".csv") else out
+    json_path, csv_path = results_paths(out, result.generated_dir)
     data = result.to_dict()
     if settings:
         data["settings"] = settings
-    json_path = write_json_atomic(base.with_name(base.name + ".json"), data)
+    write_json_atomic(json_path, data)
     rows = ([v.name, v.frames, *(f"{v.mean(m):.6f}" for m in result.metrics)] for v in result.videos)
-    csv_path = write_csv_atomic(base.with_name(base.name + ".csv"), ["video", "frames", *result.metrics], rows)
+    write_csv_atomic(csv_path, ["video", "frames", *result.metrics], rows)
     return json_path, csv_path
 
 
 _UNITS = {"psnr": " dB", "ssim": "", "lpips": ""}
+_IDENTICAL = "every video is identical to its reference: is this the reference folder, or a copy of it?"
+
+
+def _some(items: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
 def format_summary(result: PairResult, worst: int = 5) -> str:
@@ -185,6 +235,11 @@ def format_summary(result: PairResult, worst: int = 5) -> str:
         )
     for name, reason in result.skipped.items():
         lines.append(f"  skipped (--skip-bad): {name}: {reason}")
+    for kind, found in result.mismatches.items():
+        count = f"{len(found)} video{'s' if len(found) > 1 else ''}"
+        lines.append(f"  note: {count} with {MISMATCHES[kind]}: {_some(found)}")
+    if result.all_identical:
+        lines.append(f"  note: {_IDENTICAL}")
     for metric in ("lpips", "psnr"):
         if metric in result.metrics and worst > 0:
             shown = ", ".join(f"{v.name} {v.mean(metric):.4f}" for v in result.worst(metric, worst))
@@ -250,11 +305,11 @@ class _Decoder:
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers > 0 else None
 
     def submit(self, path: Path) -> Future | Path:
-        return self.pool.submit(read_video, path) if self.pool else path
+        return self.pool.submit(decode_video, path) if self.pool else path
 
     @staticmethod
-    def result(job: Future | Path) -> np.ndarray:
-        return job.result() if isinstance(job, Future) else read_video(job)
+    def result(job: Future | Path) -> DecodedVideo:
+        return job.result() if isinstance(job, Future) else decode_video(job)
 
     def close(self) -> None:
         if self.pool:
@@ -294,6 +349,9 @@ def evaluate(
 
     Problems with single videos (unreadable, truncated, too few frames, too small) raise a
     MetricsError naming the file, or with ``skip_bad`` are recorded in ``PairResult.skipped``.
+    Videos that the reference definitions score but that differ from their reference in frame count,
+    size or frame rate are recorded in ``PairResult.mismatches``, with a MetricsWarning at the first
+    of each kind; so is a folder compared with itself, or one whose videos all equal their references.
     """
     from tqdm.auto import tqdm
 
@@ -306,6 +364,9 @@ def evaluate(
         PairResult(p.reference_dir, p.generated_dir, scorer.metrics, p.missing_in_generated, p.missing_in_reference)
         for p in pairings
     ]
+    for pairing in pairings:
+        if pairing.generated_dir.resolve() == pairing.reference_dir.resolve():
+            _warn(f"{pairing.generated_dir} is the reference folder itself: every video is compared with itself")
     members = [set(p.names) for p in pairings]
     names = sorted(set().union(*members))
     units = deque((name, [i for i, m in enumerate(members) if name in m]) for name in names)
@@ -327,9 +388,16 @@ def evaluate(
 
     def fail(name: str, targets: Sequence[int], error: MetricsError) -> None:
         if not skip_bad:
-            raise error
+            raise MetricsError(f"{error}; or pass --skip-bad to evaluate the other videos and list this one") from error
         for i in targets:
             results[i].skipped[name] = str(error)
+
+    def note(result: PairResult, name: str, reference: DecodedVideo, generated: DecodedVideo) -> None:
+        for kind, how in find_mismatches(reference, generated).items():
+            found = result.mismatches.setdefault(kind, [])
+            found.append(f"{name} ({how})")
+            if len(found) == 1:
+                _warn(f"{result.generated_dir}: {name} ({how}) has {MISMATCHES[kind]}; the summary lists all such", 4)
 
     try:
         with scoring_context(device) as compute_pool:
@@ -338,22 +406,26 @@ def evaluate(
                 name, ref_job, gen_jobs = pending.popleft()
                 refill()
                 try:
-                    reference = torch.from_numpy(decoder.result(ref_job)).to(device)
+                    ref_video = decoder.result(ref_job)
+                    reference = torch.from_numpy(ref_video.frames).to(device)
                 except MetricsError as error:
                     fail(name, [i for i, _ in gen_jobs], error)
                     bar.update()
                     continue
                 for i, job in gen_jobs:
                     try:
-                        generated = torch.from_numpy(decoder.result(job)).to(device)
+                        gen_video = decoder.result(job)
+                        generated = torch.from_numpy(gen_video.frames).to(device)
                         scorer.check_size(generated.shape[1], generated.shape[2], name)
                         aligned = align_reference(reference, tuple(generated.shape), name)
                     except MetricsError as error:
                         fail(name, [i], error)
                         continue
+                    note(results[i], name, ref_video, gen_video)
+                    results[i].identical += torch.equal(aligned, generated)
                     chunk = batch_size or default_batch_size(device, generated.shape[1], generated.shape[2])
                     values = score_video(scorer, aligned, generated, chunk, compute_pool)
-                    results[i].videos.append(VideoScore(name, generated.shape[0], values))
+                    results[i].add(name, values)
                     frames_done += generated.shape[0]
                 if first:  # the rate leaves out the first video, which pays for compiling and a cold start
                     frames_done, start, first = 0, time.perf_counter(), False
@@ -368,4 +440,11 @@ def evaluate(
     for result in results:
         if not result.videos:
             raise MetricsError(f"no video of {result.generated_dir} could be evaluated: {result.skipped}")
+        if result.all_identical and result.generated_dir.resolve() != result.reference_dir.resolve():
+            _warn(f"{result.generated_dir}: {_IDENTICAL}")
     return results
+
+
+def _warn(message: str, stacklevel: int = 3) -> None:
+    """A MetricsWarning attributed to the caller of :func:`evaluate`."""
+    warnings.warn(message, MetricsWarning, stacklevel=stacklevel)

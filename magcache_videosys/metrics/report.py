@@ -2,46 +2,38 @@
 when the folders carry the ``manifest.jsonl`` that ``experiments/opensora.py`` writes, and a plot
 of speedup against LPIPS / PSNR per method.
 
-A manifest holds one JSON object per line and per video, with at least ``video`` (file name),
-``method``, ``latency_transformer_s`` and ``latency_total_s``. As in the experiment's own summary,
-videos flagged ``warmup`` (a process's first video) are left out of latency means when others are
-timed, and a speedup pairs only videos generated with equal ``settings``. Folders without a
-manifest are fine: their latency columns stay empty.
+A manifest holds one record per line and per video (:mod:`magcache_videosys.records`, read strictly:
+a bad line is an error naming its line), with at least ``video`` (file name). Latencies and speedups
+follow the experiment's own summary: medians, speedups as medians of per-video ratios over paired
+videos (same name, prompt, sample and seed, equal ``settings``), warm-up videos left out, and a
+speedup above the pass-count bound flagged as noise. Folders without a manifest are fine: their
+latency columns stay empty.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
+from .. import records
 from ..atomic import write_csv_atomic, write_text_atomic
 from ..plots import save_png
+from ..records import WARMUP_RULE, Speedup, VideoRecord
 from .errors import MetricsError
 from .evaluate import PairResult
+from .video_io import VIDEO_SUFFIX, has_videos
 
-MANIFEST = "manifest.jsonl"
+MANIFEST = records.MANIFEST
 LATENCIES = ("latency_total_s", "latency_transformer_s")
 
 
-def read_manifest(directory: str | Path) -> dict[str, dict[str, Any]]:
-    """Entries of ``directory/manifest.jsonl`` by video file name (a later line wins); {} if absent."""
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        return {}
-    entries: dict[str, dict[str, Any]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise MetricsError(f"{path}:{number} is not JSON ({exc}); fix or delete that line") from exc
-        if not isinstance(entry, dict) or "video" not in entry:
-            raise MetricsError(f'{path}:{number} has no "video" field; each line must describe one video')
-        entries[Path(str(entry["video"])).name] = entry
-    return entries
+def read_manifest(directory: str | Path) -> dict[str, VideoRecord]:
+    """Records of ``directory/manifest.jsonl`` by video file name (a later line wins); {} if absent."""
+    try:
+        return records.read_manifest(directory)
+    except records.RecordError as exc:
+        raise MetricsError(str(exc)) from exc
 
 
 def batch_pairs(
@@ -49,35 +41,26 @@ def batch_pairs(
 ) -> tuple[list[tuple[Path, list[Path]]], list[str]]:
     """Generated folders to compare with each reference folder, and notes on what was passed over.
 
-    A shell glob such as ``samples/*`` also matches the reference folder and stray files: both are
-    skipped, with a note.
+    A shell glob such as ``samples/*`` also matches the reference folder, stray files, and folders
+    without videos (empty, or a run that has not written any yet): all are passed over, the last two
+    with a note.
     """
-    notes = [f"skipping {g}: not a folder" for g in generated_dirs if not Path(g).is_dir()]
-    folders = [Path(g) for g in generated_dirs if Path(g).is_dir()]
+    notes, folders = [], []
+    for generated in map(Path, generated_dirs):
+        if not generated.is_dir():
+            notes.append(f"skipping {generated}: not a folder")
+        elif not has_videos(generated):
+            notes.append(f"skipping {generated}: no {VIDEO_SUFFIX} videos in it")
+        else:
+            folders.append(generated)
     pairs = []
     for reference in map(Path, reference_dirs):
         compared = [g for g in folders if g.resolve() != reference.resolve()]
         if compared:
             pairs.append((reference, compared))
     if not pairs:
-        raise MetricsError("no generated folder to compare with the reference folders")
+        raise MetricsError("no generated folder with videos to compare with the reference folders")
     return pairs, notes
-
-
-def _timed(entries: dict[str, dict[str, Any]], names: Sequence[str]) -> list[str]:
-    """The names with an entry, without warm-up videos unless there is nothing else."""
-    listed = [n for n in names if n in entries]
-    warm = [n for n in listed if not entries[n].get("warmup")]
-    return warm or listed
-
-
-def _same_settings(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return "settings" not in a or "settings" not in b or a["settings"] == b["settings"]
-
-
-def _mean_latency(entries: dict[str, dict[str, Any]], names: Sequence[str], key: str) -> float | None:
-    values = [entries[n][key] for n in names if isinstance(entries.get(n, {}).get(key), (int, float))]
-    return sum(values) / len(values) if values else None
 
 
 @dataclass
@@ -87,15 +70,21 @@ class TableRow:
     method: str
     videos: int
     means: dict[str, float]
-    latency: dict[str, float | None]  # mean seconds per video, over the videos both manifests time
-    speedup: dict[str, float | None]  # reference latency / generated latency, same videos
+    latency: dict[str, float | None]  # median seconds per video over the generated folder's timed videos
+    speedup: dict[str, float | None]  # median per-video reference / generated latency over paired videos
+    speedup_stats: Speedup | None = None  # the same with spreads, pair count and pass-count bound
+
+    def speedup_flagged(self, key: str) -> bool:
+        """Whether the speedup exceeds what the pass counts allow (timing noise, not a result)."""
+        stats = self.speedup_stats
+        return stats is not None and stats.above_bound(stats.total if key == "latency_total_s" else stats.transformer)
 
 
 def build_rows(results: Sequence[PairResult]) -> list[TableRow]:
     """One row per evaluated folder pair, joined with the folders' manifests where present."""
-    manifests: dict[Path, dict[str, dict[str, Any]]] = {}
+    manifests: dict[Path, dict[str, VideoRecord]] = {}
 
-    def manifest(directory: Path) -> dict[str, dict[str, Any]]:
+    def manifest(directory: Path) -> dict[str, VideoRecord]:
         if directory not in manifests:
             manifests[directory] = read_manifest(directory)
         return manifests[directory]
@@ -104,14 +93,16 @@ def build_rows(results: Sequence[PairResult]) -> list[TableRow]:
     for result in results:
         generated, reference = manifest(result.generated_dir), manifest(result.reference_dir)
         names = [v.name for v in result.videos]
-        methods = sorted({str(generated[n]["method"]) for n in names if "method" in generated.get(n, {})})
-        timed = _timed(generated, names)
-        both = [n for n in _timed(reference, timed) if _same_settings(generated[n], reference[n])]
+        gen = [generated[n] for n in names if n in generated]
+        ref = [reference[n] for n in names if n in reference]
+        methods = sorted({r.method for r in gen if r.method})
+        clocked = records.timed(gen)
+        stats = records.speedup(records.pair(ref, gen))
         latency, speedup = {}, {}
-        for key in LATENCIES:
-            latency[key] = _mean_latency(generated, timed, key)
-            gen, ref = _mean_latency(generated, both, key), _mean_latency(reference, both, key)
-            speedup[key] = ref / gen if gen and ref else None
+        for key, ratio in (("latency_total_s", stats.total), ("latency_transformer_s", stats.transformer)):
+            median = records.spread(getattr(r, key) for r in clocked)
+            latency[key] = median.median if median else None
+            speedup[key] = ratio.median if ratio else None
         rows.append(
             TableRow(
                 reference_dir=result.reference_dir,
@@ -121,9 +112,28 @@ def build_rows(results: Sequence[PairResult]) -> list[TableRow]:
                 means={m: result.mean(m) for m in result.metrics},
                 latency=latency,
                 speedup=speedup,
+                speedup_stats=stats if stats.pairs else None,
             )
         )
     return rows
+
+
+def speedup_notes(rows: Sequence[TableRow]) -> list[str]:
+    """How to read the latency and speedup columns, and which speedups are noise; [] without any."""
+    if not any(r.speedup_stats for r in rows):
+        return []
+    notes = [
+        f"Latencies are medians; speedups are medians of per-video ratios over paired videos, with the "
+        f"interquartile range in the IQR columns; {WARMUP_RULE}."
+    ]
+    for row in rows:
+        if row.speedup_flagged("latency_total_s") or row.speedup_flagged("latency_transformer_s"):
+            notes.append(
+                f"{row.generated_dir}: a speedup above {row.speedup_stats.bound:.2f}x (reference passes / passes "
+                f"of this folder) cannot come from skipping passes; the latencies are noisy: time both folders "
+                f"on an idle machine with more videos."
+            )
+    return notes
 
 
 def _header(metrics: Sequence[str]) -> list[str]:
@@ -137,12 +147,22 @@ def _header(metrics: Sequence[str]) -> list[str]:
         "latency transformer s",
         "speedup total",
         "speedup transformer",
+        "speedup total IQR",
+        "speedup transformer IQR",
     ]
 
 
 def _cells(row: TableRow, metrics: Sequence[str]) -> list[str]:
     def number(value: float | None, digits: int, suffix: str = "") -> str:
         return "" if value is None else f"{value:.{digits}f}{suffix}"
+
+    def speedup(key: str) -> str:
+        flag = f" (above the {row.speedup_stats.bound:.2f}x pass bound: noise)" if row.speedup_flagged(key) else ""
+        return number(row.speedup[key], 2, "x") + flag
+
+    def iqr(which: str) -> str:
+        value = getattr(row.speedup_stats, which) if row.speedup_stats else None
+        return "" if value is None else f"{value.low:.2f}-{value.high:.2f}x"
 
     return [
         str(row.reference_dir),
@@ -152,8 +172,10 @@ def _cells(row: TableRow, metrics: Sequence[str]) -> list[str]:
         *(number(row.means.get(m), 2 if m == "psnr" else 4) for m in metrics),
         number(row.latency["latency_total_s"], 2),
         number(row.latency["latency_transformer_s"], 2),
-        number(row.speedup["latency_total_s"], 2, "x"),
-        number(row.speedup["latency_transformer_s"], 2, "x"),
+        speedup("latency_total_s"),
+        speedup("latency_transformer_s"),
+        iqr("total"),
+        iqr("transformer"),
     ]
 
 
@@ -187,7 +209,12 @@ def plot_speedup(rows: Sequence[TableRow], metrics: Sequence[str], path: str | P
         axes = figure.add_subplot(1, len(panels), index)
         for method in sorted({r.method for r in timed}):
             points = sorted(
-                (r.speedup["latency_total_s"], r.means[metric], r.generated_dir.name)
+                (
+                    r.speedup["latency_total_s"],
+                    r.means[metric],
+                    r.generated_dir.name
+                    + (" (above the pass bound: noise)" if r.speedup_flagged("latency_total_s") else ""),
+                )
                 for r in timed
                 if r.method == method
             )

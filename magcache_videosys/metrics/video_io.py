@@ -1,13 +1,17 @@
 """Finding, pairing, decoding and aligning the videos that fidelity metrics compare.
 
 Frames stay ``uint8`` in ``(T, H, W, 3)`` order, the way ffmpeg hands them over: the metrics take
-that layout directly, so decoding never pays for a transpose or a float copy.
+that layout directly, so decoding never pays for a transpose or a float copy. File names are paired
+after Unicode normalisation (NFC): the same prompt can reach the disk composed on one machine and
+decomposed on another (macOS file systems store NFD).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -19,12 +23,32 @@ VIDEO_SUFFIX = ".mp4"
 _RESIZE_CHUNK = 8  # frames resized at once: bounds the float copy of a large reference video
 
 
+def video_name(name: str) -> str:
+    """The key a file name is paired by: its NFC form."""
+    return unicodedata.normalize("NFC", name)
+
+
+def has_videos(directory: str | Path) -> bool:
+    """Whether ``directory`` directly holds a ``.mp4`` file."""
+    return any(p.suffix.lower() == VIDEO_SUFFIX and p.is_file() for p in Path(directory).iterdir())
+
+
 def list_videos(directory: str | Path) -> dict[str, Path]:
-    """Map file name to path for the ``.mp4`` files directly inside ``directory``."""
+    """Map file name (NFC) to path for the ``.mp4`` files directly inside ``directory``."""
     directory = Path(directory)
     if not directory.is_dir():
         raise MetricsError(f"{directory} is not a directory")
-    videos = {p.name: p for p in sorted(directory.iterdir()) if p.suffix.lower() == VIDEO_SUFFIX and p.is_file()}
+    videos: dict[str, Path] = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix.lower() != VIDEO_SUFFIX or not path.is_file():
+            continue
+        name = video_name(path.name)
+        if name in videos:
+            raise MetricsError(
+                f"{directory} holds {videos[name].name!r} and {path.name!r}, one name in two Unicode forms; "
+                "keep one of them"
+            )
+        videos[name] = path
     if not videos:
         raise MetricsError(f"no {VIDEO_SUFFIX} videos in {directory}: point the option at the folder that holds them")
     return videos
@@ -32,19 +56,21 @@ def list_videos(directory: str | Path) -> dict[str, Path]:
 
 @dataclass(frozen=True)
 class VideoPairing:
-    """The videos two folders have in common, and what each one lacks."""
+    """The videos two folders have in common (by NFC name), and what each one lacks."""
 
     reference_dir: Path
     generated_dir: Path
     names: tuple[str, ...]
     missing_in_generated: tuple[str, ...]
     missing_in_reference: tuple[str, ...]
+    reference_paths: dict[str, Path]
+    generated_paths: dict[str, Path]
 
     def reference(self, name: str) -> Path:
-        return self.reference_dir / name
+        return self.reference_paths[name]
 
     def generated(self, name: str) -> Path:
-        return self.generated_dir / name
+        return self.generated_paths[name]
 
 
 def _some(names: tuple[str, ...], limit: int = 8) -> str:
@@ -71,19 +97,30 @@ def pair_videos(reference_dir: str | Path, generated_dir: str | Path, allow_miss
         )
     if not common:
         raise MetricsError(f"no video file name is in both {reference_dir} and {generated_dir}")
-    return VideoPairing(Path(reference_dir), Path(generated_dir), common, only_ref, only_gen)
+    return VideoPairing(Path(reference_dir), Path(generated_dir), common, only_ref, only_gen, reference, generated)
+
+
+class DecodedVideo(NamedTuple):
+    frames: np.ndarray  # uint8 RGB, (T, H, W, 3)
+    fps: float | None  # from the container's header, None when it has none
 
 
 def read_video(path: str | Path) -> np.ndarray:
-    """Decode every frame of ``path`` as ``uint8`` RGB, shape ``(T, H, W, 3)``.
+    """Decode every frame of ``path`` as ``uint8`` RGB, shape ``(T, H, W, 3)``."""
+    return decode_video(path).frames
+
+
+def decode_video(path: str | Path) -> DecodedVideo:
+    """Every frame of ``path`` and its frame rate.
 
     ffmpeg stops quietly at the end of a truncated file, so the decoded frame count is checked
-    against the container's duration x frame rate.
+    against the container's duration x frame rate. Errors name the file and say what to do about
+    that one video; the evaluation adds how to go on without it.
     """
     import imageio_ffmpeg
 
     path = Path(path)
-    fix = "re-generate or remove it, or pass --skip-bad to evaluate the other videos"
+    fix = "re-generate or remove it"
     try:
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
@@ -109,7 +146,7 @@ def read_video(path: str | Path) -> np.ndarray:
     frames = np.empty((len(buffers), height, width, 3), dtype=np.uint8)
     for frame, buffer in zip(frames, buffers):
         frame[...] = np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
-    return frames
+    return DecodedVideo(frames, float(fps) if fps else None)
 
 
 def _covering_size(height: int, width: int, target_h: int, target_w: int) -> tuple[int, int]:
@@ -158,3 +195,24 @@ def align_reference(reference: torch.Tensor, generated_shape: tuple[int, ...], n
         reference = _resize(reference, size)
     top, left = (size[0] - height) // 2, (size[1] - width) // 2
     return reference[:, top : top + height, left : left + width]
+
+
+# what a generated video can differ in from its reference and still be scored (the reference definitions)
+MISMATCHES = {
+    "frames": "fewer frames than the reference video: scored against the reference's first frames",
+    "size": "smaller frames than the reference video: the reference is resized (aspect kept) and centre-cropped",
+    "fps": "another frame rate than the reference video: frames compared index by index",
+}
+
+
+def find_mismatches(reference: DecodedVideo, generated: DecodedVideo) -> dict[str, str]:
+    """How ``generated`` differs from a reference it can be scored against, by ``MISMATCHES`` kind."""
+    found = {}
+    (ref_frames, ref_h, ref_w), (frames, height, width) = reference.frames.shape[:3], generated.frames.shape[:3]
+    if frames < ref_frames:
+        found["frames"] = f"{frames} of {ref_frames} frames"
+    if (height, width) != (ref_h, ref_w):
+        found["size"] = f"{width}x{height}, reference {ref_w}x{ref_h}"
+    if reference.fps and generated.fps and abs(reference.fps - generated.fps) > 1e-3 * reference.fps:
+        found["fps"] = f"{generated.fps:g} fps, reference {reference.fps:g}"
+    return found
