@@ -39,7 +39,9 @@ def test_the_study_command_writes_a_table_a_curve_and_its_numbers(tmp_path):
     report = json.loads((tmp_path / "study.json").read_text())
     assert report["calibration_runs"][0]["ratio"] == pytest.approx(list(table.ratios))
     settings = report["fidelity"]["settings"]
-    assert set(settings) == {"opensora-slow", "opensora-fast", "testbed-slow", "testbed-fast"}
-    # The Open-Sora presets' schedules are fixed by their table: 18 and 12 full passes of 30.
-    assert settings["opensora-slow"]["computed_steps"] == 18 and settings["opensora-fast"]["computed_steps"] == 12
+    speeds = ("slow", "fast", "turbo")
+    assert set(settings) == {f"{tables}-{speed}" for tables in ("opensora", "testbed") for speed in speeds}
+    # The Open-Sora presets' schedules are fixed by their table: 18, 12 and 10 full passes of 30.
+    passes = {name: settings[f"opensora-{name}"]["computed_steps"] for name in speeds}
+    assert passes == dict(slow=18, fast=12, turbo=10)
     assert all(0 < row["mean_psnr"] <= 100 for row in settings.values())

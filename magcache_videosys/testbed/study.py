@@ -2,7 +2,7 @@
 
 1. Calibration: every prompt and seed generated with ``MagCacheConfig(calibrate=True)`` through the
    real ``OpenSoraPipeline`` and RFLOW (30 steps, batched CFG 7.0), averaged by the package's own
-   ``calibrate.average_runs`` into a table (``DIR/opensora-testbed.json``, ratio curve
+   ``calibrate.table_from_records`` into a table (``DIR/opensora-testbed.json``, ratio curve
    ``DIR/ratio_curve.png``).
 2. The magnitude law in numbers: how far the ratios sit from 1, whether they fall in the last
    steps, and how much they differ between prompts.
@@ -18,6 +18,7 @@ uncached fidelity clips, one row per prompt.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import sys
 import time
@@ -44,8 +45,9 @@ PROMPTS = (
     "a magenta circle moves right on a gray background",
     "a cyan square moves left on a white background",
 )
-SETTINGS = ("opensora-slow", "opensora-fast")
+SETTINGS = ("opensora-slow", "opensora-fast", "opensora-turbo")
 LAST_STEPS = 5  # "the last steps" of the magnitude law
+MODEL = "test bed: STDiT3 trained on the synthetic shapes task (magcache_videosys.testbed, weights/testbed.safetensors)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,36 +76,35 @@ def _generate(pipeline: Any, prompt: str, seed: int) -> torch.Tensor:
 
 
 def calibrate(pipeline: Any, prompts: Sequence[str], seeds: Sequence[int]) -> tuple[Any, list[dict[str, Any]]]:
-    """The averaged table and, per run, its prompt, seed and ratios."""
-    from ..calibrate import CalibrationSettings, average_runs
+    """The table averaged by ``calibrate.table_from_records`` and, per run, its prompt, seed and ratios."""
+    from ..calibrate import table_from_records
     from ..magcache import MagCacheConfig
     from ..plugin import disable_magcache, enable_magcache, get_stats
+    from ..records import VideoRecord
 
+    settings = dict(
+        model=MODEL,
+        scheduler=f"RFLOW, {STEPS} steps, timestep transform, batched CFG {CFG_SCALE}",
+        num_steps=STEPS,
+        cfg_scale=CFG_SCALE,
+        resolution=GENERATE_KWARGS["resolution"],
+        aspect_ratio=GENERATE_KWARGS["aspect_ratio"],
+        num_frames=GENERATE_KWARGS["num_frames"],
+        dtype="float32",
+    )
     enable_magcache(pipeline, MagCacheConfig(calibrate=True))
-    runs, stats = [], []
+    records = []
     try:
         for prompt in prompts:
             for seed in seeds:
                 _generate(pipeline, prompt, seed)
-                run = get_stats(pipeline)
-                stats.append(run)
-                runs.append(dict(prompt=prompt, seed=seed, ratio=run.ratio))
+                measured = get_stats(pipeline).measured
+                name = f"{len(records):03d}.mp4"
+                records.append(VideoRecord(name, prompt=prompt, seed=seed, settings=settings, extra=measured))
     finally:
         disable_magcache(pipeline)
-    settings = CalibrationSettings(
-        prompts=list(prompts),
-        seeds=list(seeds),
-        steps=STEPS,
-        resolution=GENERATE_KWARGS["resolution"],
-        aspect_ratio=GENERATE_KWARGS["aspect_ratio"],
-        frames=GENERATE_KWARGS["num_frames"],
-        cfg_scale=CFG_SCALE,
-        transformer="magcache_videosys.testbed (weights/testbed.safetensors)",
-        vae="magcache_videosys.testbed.vae.LinearVideoVAE",
-        text_encoder="magcache_videosys.testbed.text (frozen 2-layer T5)",
-    )
-    model = "test bed: STDiT3 trained on the synthetic shapes task (magcache_videosys.testbed)"
-    return average_runs(stats, settings, name=TABLE_NAME, model=model, dtype="float32"), runs
+    table = table_from_records(records, name=TABLE_NAME, source="python -m magcache_videosys.testbed.study")
+    return table, [dict(prompt=r.prompt, seed=r.seed, ratio=r.extra["ratio"]) for r in records]
 
 
 def magnitude_law(ratios: Sequence[float], runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -203,7 +204,7 @@ def study(args: argparse.Namespace) -> int:
     save_frames(list(check.pop("frames").values()), out / "frames.png")
     report = dict(
         command="python -m magcache_videosys.testbed.study " + " ".join(sys.argv[1:]),
-        weights=str(args.weights),
+        weights=dict(path=str(args.weights), sha256=hashlib.sha256(Path(args.weights).read_bytes()).hexdigest()),
         table=f"{TABLE_NAME}.json",
         magnitude_law=law,
         fidelity=check,

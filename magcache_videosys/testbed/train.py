@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from ..atomic import write_atomic, write_csv_atomic, write_json_atomic
 from ..console import check_output_folder, float_at_least, int_at_least, run_command
+from . import task
 from .model import FPS, HEIGHT, MODEL_CONFIG, NUM_FRAMES, WIDTH, build_transformer, save_weights
 from .task import all_prompts, render_cell_means, sample_specs
 from .text import testbed_text_encoder, testbed_tokenizer
@@ -217,12 +218,12 @@ def _versions() -> dict[str, str]:
 
     import magcache_videosys
 
-    from ..calibrate import _videosys_version
+    from ..videosys_compat import videosys_version
 
     versions = {"python": platform.python_version(), "magcache_videosys": magcache_videosys.__version__}
     for name in ("torch", "transformers", "diffusers", "tokenizers", "safetensors", "numpy"):
         versions[name] = metadata.version(name)
-    versions["videosys"] = _videosys_version()
+    versions["videosys"] = videosys_version()
     return versions
 
 
@@ -246,9 +247,9 @@ def smoothed(values: Sequence[float], window: int = SMOOTHING) -> list[float]:
 
 
 def plot_loss(losses: Sequence[float], path: Path, title: str) -> None:
-    from ..plots import _figure_module, save_png
+    from ..plots import figure_module, save_png
 
-    plt = _figure_module()
+    plt = figure_module()
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = range(1, len(losses) + 1)
     ax.plot(steps, losses, lw=0.5, alpha=0.35, label="loss per step")
@@ -281,6 +282,7 @@ def finish(out: Path, trainer: Trainer, argv: Sequence[str], threads: int) -> di
     provenance = dict(
         command="python -m magcache_videosys.testbed.train " + shlex.join(argv),
         settings=settings,
+        task_geometry=dict(travel=task.TRAVEL, start=task.START, across=task.ACROSS, radius=task.RADIUS),
         final_loss=final_loss,
         final_loss_definition=f"mean training loss of the last {min(SMOOTHING, len(trainer.losses))} steps",
         first_loss=trainer.losses[0],
