@@ -30,7 +30,7 @@ NUM_FRAMES = 17
 FPS = 24  # what OpenSoraPipeline passes for a video
 
 MODEL_CONFIG: dict[str, Any] = dict(
-    depth=4,
+    depth=3,
     hidden_size=64,
     num_heads=4,
     patch_size=[1, 3, 3],
