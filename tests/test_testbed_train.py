@@ -62,6 +62,7 @@ def test_a_short_run_writes_everything_and_resuming_gives_the_same_weights(train
     assert provenance["final_loss"] > 0 and provenance["wall_time_s"] > 0 and provenance["cpu_share"] > 0
     assert provenance["machine"]["load_average_1min"]["samples"] == 1  # one checkpoint: at the last step
     assert {"torch", "transformers", "videosys"} <= set(provenance["versions"])
+    assert provenance["task_geometry"]["travel"] == 0.5 and provenance["task_geometry"]["across"] == [0.45, 0.55]
 
     # Interrupted after the second step (checkpoints every step), then resumed with the same command.
     resumed = tmp_path / "resumed"
@@ -79,6 +80,9 @@ def test_a_short_run_writes_everything_and_resuming_gives_the_same_weights(train
     assert train.main(["--out", str(resumed), *SMALL, "--checkpoint-every", "1"]) == 0
     a, b = load_file(straight / "testbed.safetensors"), load_file(resumed / "testbed.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # The same bytes, so the provenance's sha256 identifies the weights however the run went.
+    assert (straight / "testbed.safetensors").read_bytes() == (resumed / "testbed.safetensors").read_bytes()
+    assert json.loads((resumed / "provenance.json").read_text())["weights"] == provenance["weights"]
     losses = json.loads((resumed / "provenance.json").read_text())["final_loss"]
     assert losses == provenance["final_loss"]
 

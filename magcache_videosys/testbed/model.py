@@ -22,6 +22,9 @@ from .text import TEXT_DIM, testbed_text_encoder, testbed_tokenizer
 from .vae import LATENT_CHANNELS, LinearVideoVAE
 
 WEIGHTS = Path(__file__).with_name("weights") / "testbed.safetensors"
+# The one metadata key: safetensors writes several keys in an order that varies from run to run, so
+# the same weights would get another sha256.
+METADATA_KEY = "testbed"
 
 # The clip size the test bed was trained at; ``OpenSoraPipeline.generate`` needs these arguments.
 GENERATE_KWARGS: dict[str, Any] = dict(resolution="144p", aspect_ratio="1:1", num_frames=17)
@@ -57,7 +60,8 @@ def build_transformer(config: dict[str, Any] | None = None) -> nn.Module:
 def save_weights(
     path: str | os.PathLike, transformer: dict[str, torch.Tensor], text_encoder: dict[str, torch.Tensor], metadata: dict
 ) -> None:
-    """Both models' state dicts in one safetensors file (written atomically), ``metadata`` as JSON in it."""
+    """Both models' state dicts in one safetensors file (written atomically), ``metadata`` as JSON in it;
+    the same inputs give the same bytes."""
     from safetensors.torch import save_file
 
     from ..atomic import write_atomic
@@ -65,7 +69,7 @@ def save_weights(
     tensors = {f"transformer.{k}": v for k, v in transformer.items()}
     tensors.update({f"text_encoder.{k}": v for k, v in text_encoder.items()})
     tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
-    text = {k: json.dumps(v) for k, v in metadata.items()}
+    text = {METADATA_KEY: json.dumps(metadata, sort_keys=True)}
     write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=text))
 
 
@@ -81,7 +85,7 @@ def load_weights(path: str | os.PathLike = WEIGHTS) -> tuple[dict[str, dict[str,
         )
     parts: dict[str, dict[str, torch.Tensor]] = {"transformer": {}, "text_encoder": {}}
     with safe_open(str(path), framework="pt") as f:
-        metadata = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+        metadata = json.loads((f.metadata() or {}).get(METADATA_KEY, "{}"))
         for key in f.keys():
             part, _, name = key.partition(".")
             if part not in parts:
