@@ -13,7 +13,11 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["magcache_videosys", "magcache_videosys.*"]),
-    package_data={"magcache_videosys.ratio_tables": ["*.json"], "magcache_videosys.experiments": ["*.json"]},
+    package_data={
+        "magcache_videosys.ratio_tables": ["*.json"],
+        "magcache_videosys.experiments": ["*.json"],
+        "magcache_videosys.testbed": ["weights/*.safetensors", "weights/*.json", "study/*.json"],
+    },
     # torch is left unpinned so GPU users keep their CUDA build; on a CPU-only machine install
     # torch first (the README pins the CPU wheel used for tests).
     install_requires=["torch>=2.1", "numpy", "tqdm"],

@@ -126,6 +126,21 @@ COMMANDS: dict[str, object] = {
     "torchrun --nproc-per-node 2 experiments/opensora.py --method base --tiny --limit 2 --out /tmp/smoke_sharded": Run(
         creates=("tmp/smoke_sharded/manifest.jsonl",), videosys=True
     ),
+    # Other models
+    "python experiments/cogvideox.py --method teacache-slow --tiny --limit 1 --num-samples 1 --steps 4 "
+    "--out /tmp/smoke_cogvideox": Run(creates=("tmp/smoke_cogvideox/manifest.jsonl",), videosys=True),
+    "python experiments/opensora_plan.py --method pab --tiny --limit 1 --num-samples 1 --steps 4 "
+    "--out /tmp/smoke_osp": Run(creates=("tmp/smoke_osp/manifest.jsonl",), videosys=True),
+    "python experiments/opensora_plan.py --method teacache-fast --transformer-type 65x512x512 --tiny --limit 1 "
+    "--num-samples 1 --steps 4 --out /tmp/smoke_osp11": Run(creates=("tmp/smoke_osp11/manifest.jsonl",), videosys=True),
+    "python experiments/latte.py --method teacache-fast --tiny --limit 1 --num-samples 1 --steps 4 "
+    "--out /tmp/smoke_latte": Run(creates=("tmp/smoke_latte/manifest.jsonl",), videosys=True),
+    "python experiments/vchitect.py --method magcache-calibrate --tiny --limit 1 --num-samples 1 --steps 4 "
+    "--out /tmp/smoke_vchitect": Run(creates=("tmp/smoke_vchitect/ratio_table.json",), videosys=True),
+    "python experiments/vchitect.py --method magcache --mag-ratios /tmp/smoke_vchitect/ratio_table.json --tiny "
+    "--limit 1 --num-samples 1 --steps 4 --out /tmp/smoke_vchitect_mc": Run(
+        creates=("tmp/smoke_vchitect_mc/manifest.jsonl",), videosys=True
+    ),
     # Evaluate
     'pip install -e ".[eval]"': ExtraCovered("eval"),
     "python eval/common_metrics/eval.py --gt_video_dir samples/base --generated_video_dir samples/magcache_fast "
