@@ -107,7 +107,7 @@ COMMANDS: dict[str, object] = {
         f"{TINY} --steps 10", TINY_WHY, ("samples/searched_12/manifest.jsonl",), videosys=True
     ),
     "PYTHONPATH=/path/to/VideoSys python benchmarks/search_heldout.py --model testbed --out results/search "
-    "--threads 1": NotHere("a benchmark of about 15 minutes on 2 cores (its numbers are the README's table)"),
+    "--threads 1": NotHere("a benchmark of 6 to 10 minutes on one thread (its numbers are the README's table)"),
     # Generate the VBench prompt set
     "python experiments/opensora.py --method base --out samples/base": Run(
         TINY, TINY_WHY, ("samples/base/manifest.jsonl",), videosys=True
