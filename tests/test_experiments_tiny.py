@@ -216,6 +216,9 @@ def test_ctrl_c_prints_one_line_saying_what_was_kept(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell starts background jobs with SIGINT ignored and a child inherits that: a suite run
+        # with `&` would see no Ctrl-C at all. The user's terminal delivers it; so does this.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     part = out / ".magcache" / "parts" / "shard0-of-1.jsonl"
     end = time.monotonic() + 300

@@ -112,6 +112,9 @@ def test_ctrl_c_is_one_line_that_says_nothing_was_written(pair, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell starts background jobs with SIGINT ignored and a child inherits that: a suite run
+        # with `&` would see no Ctrl-C at all. The user's terminal delivers it; so does this.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     stderr: list[str] = []
     reader = threading.Thread(target=lambda: stderr.extend(iter(lambda: process.stderr.read(1), "")), daemon=True)
