@@ -50,6 +50,13 @@ KNOBS: dict[str, Knob] = {
         ),
         Knob("mag_ratios", "--mag-ratios", "mag_ratios", str, "ratio table: a shipped name or a table file"),
         Knob("ratio_power", "--ratio-power", "ratio_power", float_at_least(0.0, exclusive=True), RATIO_POWER_HELP),
+        Knob(
+            "coefficients",
+            "--coefficients",
+            "coefficients",
+            str,
+            "TeaCache's rescaling polynomial: a shipped name, e.g. opensora-v1.2 or opensora-testbed",
+        ),
     )
 }
 
