@@ -91,8 +91,17 @@ class OpenSora(ModelFamily):
     pab_config_class = "OpenSoraPABConfig"
     # Fitted by the TeaCache authors (arXiv 2411.19108); the values of ``teacache_forward`` in
     # eval/teacache/experiments/opensora.py of github.com/ali-vilab/TeaCache.
+    # opensora-testbed: fitted the same way for the trained test bed by
+    # ``python -m magcache_videosys.testbed.teacache_fit`` (testbed/teacache/teacache_fit.json).
     teacache_coefficients = {
         "opensora-v1.2": (2.17546007e02, -1.18329252e02, 2.68662585e01, -4.59364272e-02, 4.84426240e-02),
+        "opensora-testbed": (
+            5237.169331348165,
+            -2910.136732588401,
+            509.12953430388046,
+            -29.13352534013775,
+            0.5535444279676883,
+        ),
     }
     # MagCache's Open-Sora 1.2 settings with the published table (used with its ratio_power, 0.5:
     # the reference's square-root smoothing): opensora-fast is the paper's (12 of 30 passes), slow
