@@ -249,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
-        out = check_output_folder(args.out, "--out")
-        videos = args.videos or out / "videos"
+        out = check_output_folder(args.out, "--out").absolute()  # the subprocesses run in the repository
+        videos = (args.videos or out / "videos").absolute()
         rows = ROWS
         if args.methods:
             wanted = {"base", *args.methods.split(",")}
