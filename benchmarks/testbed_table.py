@@ -224,21 +224,32 @@ def markdown(lines: list[list[str]]) -> str:
 
 
 def plot(lines: list[list[str]], path: Path) -> None:
+    """PSNR against the measured CPU-time speedup (left) and against the passes' ideal speedup (right)."""
     from magcache_videosys.plots import figure_module, save_png
 
     plt = figure_module()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    markers = {g: m for g, m in zip(dict.fromkeys(line[1] for line in lines[1:]), "osD^vP*")}
-    for line in lines[1:]:
-        speed, psnr = float(line[5].rstrip("x")), float(line[7])
-        ax.scatter(speed, psnr, marker=markers[line[1]], s=40, label=line[1])
-        ax.annotate(line[0].split("-")[1], (speed, psnr), fontsize=7, xytext=(4, 2), textcoords="offset points")
-    handles, labels = ax.get_legend_handles_labels()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    groups = list(dict.fromkeys(line[1] for line in lines[1:]))
+    style = {
+        g: (m, c) for g, m, c in zip(groups, "osD^v", ("tab:green", "tab:blue", "tab:orange", "tab:red", "tab:purple"))
+    }
+    for ax, column, title in (
+        (axes[0], 5, "measured speedup (loop CPU time, median)"),
+        (axes[1], 4, "ideal speedup (30 / passes)"),
+    ):
+        for line in lines[1:]:
+            speed, psnr = float(line[column].rstrip("x")), float(line[7])
+            marker, colour = style[line[1]]
+            label = f"{line[0].split('-')[0]}, {line[1]}"
+            ax.scatter(speed, psnr, marker=marker, color=colour, s=40, label=label)
+            ax.annotate(line[0].split("-")[-1], (speed, psnr), fontsize=7, xytext=(4, 2), textcoords="offset points")
+        ax.set_xlabel(title)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), fontsize=8)
-    ax.set_xlabel("transformer-loop CPU-time speedup over base (median)")
-    ax.set_ylabel("PSNR vs base (dB)")
-    ax.set_title("Table 1 in miniature: the trained test bed (Open-Sora 1.2 STDiT3, CPU)", fontsize=9)
+    axes[1].legend(unique.values(), unique.keys(), fontsize=8, loc="upper right")
+    axes[0].set_ylabel("PSNR vs base (dB)")
+    fig.suptitle("Table 1 in miniature: the trained test bed (Open-Sora 1.2 STDiT3, CPU)", fontsize=10)
     try:
         save_png(fig, path)
     finally:
