@@ -175,6 +175,11 @@ COMMANDS: dict[str, object] = {
     "python benchmarks/bench_metrics.py": RunElsewhere(
         "tests/test_metrics_benchmark.py", 'runpy.run_path("benchmarks/bench_metrics.py"'
     ),
+    "python benchmarks/testbed_table.py --out benchmarks/results/testbed_table --videos /tmp/testbed_videos "
+    "--rounds 4": NotHere(
+        "about 14 minutes on 2 cores, and it would overwrite the committed table; the README's smaller "
+        "`python benchmarks/testbed_table.py --out testbed_table/` runs the same code"
+    ),
     "PYTHONPATH=/path/to/VideoSys python benchmarks/gpu_check.py --out gpu_check/": NotHere("a CUDA GPU"),
     "PYTHONPATH=/path/to/VideoSys python benchmarks/gpu_check.py --small --out /tmp/gpu_check_small": RunElsewhere(
         "tests/test_gpu_check.py", '"--small", "--out"'
