@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from videosys_helpers import manifest
 from videosys_helpers import run_cli as generate
 
+import magcache_videosys
 from magcache_videosys.cli import main as magcache_cli
 from magcache_videosys.experiments.prompts import load_prompts
 from magcache_videosys.models import family_named
@@ -104,3 +106,11 @@ def test_calibrate_testbed_writes_a_table_and_its_curve(capsys, tmp_path):
     assert data["settings"]["testbed"] is True and data["settings"]["prompts"] == [prompt]
     assert all(0.85 < r < 1.1 for r in data["ratios"][1:])  # step 1's is the odd one out (about 1.5)
     assert plot.stat().st_size > 1000
+
+
+def test_the_shipped_testbed_table_is_the_studys_calibration():
+    from magcache_videosys.ratios import load_ratio_table
+
+    study = Path(magcache_videosys.__file__).parent / "testbed" / "study" / "opensora-testbed.json"
+    assert load_ratio_table("opensora-testbed").to_dict() == load_ratio_table(study).to_dict()
+    assert len(json.loads(study.read_text())["settings"]["prompts"]) == 6
