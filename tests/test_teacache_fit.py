@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import magcache_videosys
+from magcache_videosys.experiments.methods import build_config, get_method
 from magcache_videosys.models import teacache_coefficients
 from magcache_videosys.teacache import TeaCacheConfig
 from magcache_videosys.teacache_fit import fit_polynomial, relative_l1
@@ -37,6 +38,8 @@ def test_shipped_testbed_coefficients_are_the_recorded_fit():
     assert fit_polynomial(record["x"], record["y"]) == pytest.approx(record["coefficients"], rel=1e-9)
     assert len(record["x"]) == len(record["prompts"]) * len(record["seeds"]) * (record["steps"] - 1)
     assert TeaCacheConfig(threshold=0.1, coefficients="opensora-testbed").polynomial == tuple(record["coefficients"])
+    fitted = build_config(get_method("teacache"), {"threshold": 0.2, "coefficients": "opensora-testbed"})
+    assert fitted == TeaCacheConfig.preset("teacache-fast", coefficients="opensora-testbed")  # last step computed
 
 
 @pytest.mark.videosys
