@@ -114,3 +114,12 @@ def test_the_shipped_testbed_table_is_the_studys_calibration():
     study = Path(magcache_videosys.__file__).parent / "testbed" / "study" / "opensora-testbed.json"
     assert load_ratio_table("opensora-testbed").to_dict() == load_ratio_table(study).to_dict()
     assert len(json.loads(study.read_text())["settings"]["prompts"]) == 6
+
+
+def test_runs_without_the_testbed_keep_the_settings_signature_they_had(tmp_path):
+    from magcache_videosys.experiments.runner import Options, make_plan
+
+    plain = make_plan(Options(method="base", out=tmp_path / "a", tiny=True)).settings.to_dict()
+    assert "testbed" not in plain  # a run begun before --testbed existed resumes: its records' settings match
+    testbed = make_plan(Options(method="base", out=tmp_path / "b", testbed=True)).settings.to_dict()
+    assert testbed["testbed"] is True and testbed["resolution"] == "144p" and testbed["dtype"] == "fp32"

@@ -91,6 +91,8 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         options = data.pop("options")
+        if not data["testbed"]:
+            del data["testbed"]  # runs begun before --testbed existed keep their signature, and resume
         return {**data, **options}
 
     @property
