@@ -16,7 +16,13 @@ setup(
     package_data={
         "magcache_videosys.ratio_tables": ["*.json"],
         "magcache_videosys.experiments": ["*.json"],
-        "magcache_videosys.testbed": ["weights/*.safetensors", "weights/*.json", "study/*.json"],
+        "magcache_videosys.testbed": [
+            "*.json",
+            "teacache/*.json",
+            "weights/*.safetensors",
+            "weights/*.json",
+            "study/*.json",
+        ],
     },
     # torch is left unpinned so GPU users keep their CUDA build; on a CPU-only machine install
     # torch first (the README pins the CPU wheel used for tests).

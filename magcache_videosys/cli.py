@@ -268,9 +268,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         from .experiments.prompts import load_prompts
 
         prompts += load_prompts(args.prompts).prompts
+    family = args.family
+    testbed = getattr(args, "testbed", False)
+    if not prompts and testbed:
+        from .experiments.prompts import load_prompts
+
+        prompts = list(load_prompts(family.testbed.prompts).prompts)
     if not prompts:
         raise UsageError("give at least one --prompt (or --prompts FILE with one prompt a line).")
-    family = args.family
     gen = family.generation
     options = Options(
         method="magcache-calibrate",
@@ -284,6 +289,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         cfg_scale=args.cfg_scale,
         num_gpus=args.num_gpus,
         tiny=args.tiny,
+        testbed=testbed,
     )
     try:
         plan = make_plan(options)
@@ -563,6 +569,12 @@ def build_parser(model: str = "opensora") -> argparse.ArgumentParser:
     p.add_argument("--videos", help="folder for the calibration videos and their records (default: OUT-videos/)")
     p.add_argument("--plot", help="write the ratio curve PNG here (its folder must exist)")
     p.add_argument("--tiny", action="store_true", help="offline CPU smoke run with tiny random-weight components")
+    if family.testbed is not None:
+        p.add_argument(
+            "--testbed",
+            action="store_true",
+            help="the trained CPU test bed (its own size; prompts default to its prompt file)",
+        )
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit without loading a model")
     p.set_defaults(func=cmd_calibrate, family=family)
 

@@ -57,6 +57,13 @@ KNOBS: dict[str, Knob] = {
             str,
             "a static schedule file (JSON: the skip mask; `magcache-videosys search` writes one)",
         ),
+        Knob(
+            "coefficients",
+            "--coefficients",
+            "coefficients",
+            str,
+            "TeaCache's rescaling polynomial: a shipped name, e.g. opensora-v1.2 or opensora-testbed",
+        ),
     )
 }
 

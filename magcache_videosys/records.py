@@ -51,6 +51,7 @@ class VideoRecord:
     settings: dict[str, Any] | None = None
     latency_transformer_s: float | None = None  # the sampling loop
     latency_total_s: float | None = None  # text encoding, sampling and decoding
+    cpu_transformer_s: float | None = None  # the sampling loop's CPU time (CPU runs: the test bed, --tiny)
     num_steps: int | None = None
     num_computed: int | None = None  # full transformer passes
     computed_steps: list[int] | None = None
@@ -70,7 +71,7 @@ class VideoRecord:
             value = getattr(self, name)
             if value is not None and not _is(value, kind):
                 raise ValueError(f'"{name}" must be {_KIND_TEXT[kind]}, got {value!r}')
-        for name in ("latency_transformer_s", "latency_total_s"):
+        for name in SECONDS:
             value = getattr(self, name)
             if value is not None and (not math.isfinite(value) or value < 0):
                 raise ValueError(f'"{name}" must be a finite number of seconds >= 0, got {value!r}')
@@ -99,12 +100,13 @@ class VideoRecord:
             raise ValueError(_NO_VIDEO)
         known = {k: v for k, v in data.items() if k in _FIELD_NAMES}
         extra = {k: v for k, v in data.items() if k not in _FIELD_NAMES}
-        for name in ("latency_transformer_s", "latency_total_s"):
+        for name in SECONDS:
             if isinstance(known.get(name), int) and not isinstance(known[name], bool):
                 known[name] = float(known[name])
         return cls(**known, extra=extra)
 
 
+SECONDS = ("latency_transformer_s", "latency_total_s", "cpu_transformer_s")
 _NO_VIDEO = 'has no "video" field; each line must describe one video'
 _FIELD_NAMES = {f.name for f in fields(VideoRecord)} - {"extra"}
 _TYPES = {
@@ -116,6 +118,7 @@ _TYPES = {
     "settings": dict,
     "latency_transformer_s": float,
     "latency_total_s": float,
+    "cpu_transformer_s": float,
     "num_steps": int,
     "num_computed": int,
     "computed_steps": list,

@@ -108,7 +108,14 @@ COMMANDS: dict[str, object] = {
     ),
     "PYTHONPATH=/path/to/VideoSys python benchmarks/search_heldout.py --model testbed --out results/search "
     "--threads 1": NotHere("a benchmark of 6 to 10 minutes on one thread (its numbers are the README's table)"),
-    # Generate the VBench prompt set
+    # Generate the VBench prompt set: the test bed first
+    "python experiments/opensora.py --method base --testbed --limit 4 --num-samples 1 --out /tmp/testbed_base": Run(
+        creates=("tmp/testbed_base/manifest.jsonl",), videosys=True
+    ),
+    "python experiments/opensora.py --method magcache --mag-ratios opensora-testbed --testbed --limit 4 "
+    "--num-samples 1 --out /tmp/testbed_mc --baseline /tmp/testbed_base": Run(
+        creates=("tmp/testbed_mc/manifest.jsonl",), videosys=True
+    ),
     "python experiments/opensora.py --method base --out samples/base": Run(
         TINY, TINY_WHY, ("samples/base/manifest.jsonl",), videosys=True
     ),
@@ -125,6 +132,22 @@ COMMANDS: dict[str, object] = {
     ),
     "torchrun --nproc-per-node 2 experiments/opensora.py --method base --tiny --limit 2 --out /tmp/smoke_sharded": Run(
         creates=("tmp/smoke_sharded/manifest.jsonl",), videosys=True
+    ),
+    "python -m magcache_videosys calibrate --testbed --prompt 'a red circle moves left on a white background' "
+    "--num-samples 3 --out testbed_table.json --plot testbed_curve.png": Run(
+        creates=("testbed_table.json", "testbed_curve.png"), videosys=True
+    ),
+    "python -m magcache_videosys.testbed.teacache_fit --out testbed_teacache/": Run(
+        "--prompts 1 --seeds 0",
+        "one video instead of 12 (29 step pairs still fit a degree-4 polynomial)",
+        ("testbed_teacache/teacache_fit.json", "testbed_teacache/teacache_fit.png"),
+        videosys=True,
+    ),
+    "python benchmarks/testbed_table.py --out testbed_table/": Run(
+        "--limit 1 --num-samples 2 --rounds 1 --methods magcache_fast_testbed",
+        "base and one method on one prompt: the full table takes about 15 minutes on 2 cores",
+        ("testbed_table/testbed_table.md", "testbed_table/testbed_table.csv", "testbed_table/testbed_table.png"),
+        videosys=True,
     ),
     # Other models
     "python experiments/cogvideox.py --method teacache-slow --tiny --limit 1 --num-samples 1 --steps 4 "
@@ -169,6 +192,11 @@ COMMANDS: dict[str, object] = {
     ),
     "python benchmarks/bench_metrics.py": RunElsewhere(
         "tests/test_metrics_benchmark.py", 'runpy.run_path("benchmarks/bench_metrics.py"'
+    ),
+    "python benchmarks/testbed_table.py --out benchmarks/results/testbed_table --videos /tmp/testbed_videos "
+    "--rounds 4": NotHere(
+        "about 14 minutes on 2 cores, and it would overwrite the committed table; the README's smaller "
+        "`python benchmarks/testbed_table.py --out testbed_table/` runs the same code"
     ),
     "PYTHONPATH=/path/to/VideoSys python benchmarks/gpu_check.py --out gpu_check/": NotHere("a CUDA GPU"),
     "PYTHONPATH=/path/to/VideoSys python benchmarks/gpu_check.py --small --out /tmp/gpu_check_small": RunElsewhere(

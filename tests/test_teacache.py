@@ -340,7 +340,9 @@ def test_experiment_methods():
         build_config(get_method("teacache-fast"), {"threshold": 0.3})
     with pytest.raises(MethodError, match="--method teacache: threshold must be a finite number >= 0"):
         build_config(get_method("teacache"), {"threshold": -1.0})
-    with pytest.raises(MethodError, match=r"--method teacache does not take --K \(it takes --threshold\)"):
+    with pytest.raises(
+        MethodError, match=r"--method teacache does not take --K \(it takes --threshold, --coefficients\)"
+    ):
         build_config(get_method("teacache"), {"K": 2})
     pab, fast = get_method("pab"), get_method("pab-fast")
     assert pab.config_dict(build_config(pab, {})) == {"OpenSoraPABConfig": {}}

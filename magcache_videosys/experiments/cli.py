@@ -56,7 +56,9 @@ def build_parser(family: ModelFamily) -> argparse.ArgumentParser:
     p.add_argument(
         "--out", required=True, type=Path, help="folder for the videos and manifest.jsonl (shared by all processes)"
     )
-    knobs = p.add_argument_group("method knobs (--method magcache, teacache and schedule take them)")
+    knobs = p.add_argument_group(
+        "method knobs (--method magcache takes them; teacache --threshold and --coefficients; schedule --schedule)"
+    )
     add_knob_options(knobs, KNOBS)
     knobs.add_argument("--max-skip-steps", dest="K", type=KNOBS["K"].parse, default=None, help="same as --K")
 
@@ -66,7 +68,8 @@ def build_parser(family: ModelFamily) -> argparse.ArgumentParser:
         metavar="FILE",
         help=f'JSON list of objects with "prompt_en" ({VBENCH_FILE} format) or a text '
         f"file with one prompt a line; default: {VBENCH_FILE} of the installed vbench package "
-        f"(pip install vbench --no-deps), and with --tiny the package's own six smoke prompts",
+        f"(pip install vbench --no-deps); with --tiny the package's own six smoke prompts, with --testbed the "
+        "test bed's own",
     )
     g.add_argument("--start", type=int, default=0, help="first distinct prompt to take (0-based)")
     g.add_argument("--end", type=int, help="stop before this distinct prompt")
@@ -99,6 +102,13 @@ def build_parser(family: ModelFamily) -> argparse.ArgumentParser:
     r.add_argument(
         "--tiny", action="store_true", help="CPU smoke run with tiny random-weight models (no download; needs VideoSys)"
     )
+    if family.testbed is not None:
+        sizes = ", ".join(f"{o.flag} {family.testbed.options[o.name]}" for o in gen.options)
+        r.add_argument(
+            "--testbed",
+            action="store_true",
+            help=f"real videos on the CPU with the trained test bed ({sizes}; prompts: its own file; needs VideoSys)",
+        )
     r.add_argument(
         "--shard", metavar="I/N", help="take shard I of N (without torchrun or srun, which set it themselves)"
     )
@@ -131,6 +141,7 @@ def options_from_args(family: ModelFamily, args: argparse.Namespace) -> Options:
         dtype=args.dtype,
         num_gpus=args.num_gpus,
         tiny=args.tiny,
+        testbed=getattr(args, "testbed", False),
         shard=args.shard,
         baseline=args.baseline,
         dry_run=args.dry_run,

@@ -1,4 +1,5 @@
-"""Generating with VideoSys: the engine on GPUs, or the tiny random-weight pipeline on the CPU.
+"""Generating with VideoSys: the engine on GPUs, or on the CPU the trained test bed or the tiny
+random-weight pipeline.
 
 The only module here that imports VideoSys (on first use); what differs between model families
 (the config, the ``generate`` arguments, the sizes VideoSys knows) comes from the family
@@ -44,18 +45,22 @@ class LoopTimer:
     """Times the sampling loop of one pipeline: first transformer call's start to last call's end.
 
     On CUDA each call's end is an event recorded on the stream (asynchronous); the elapsed time is
-    read after ``generate`` returns, when the caller has synchronised anyway."""
+    read after ``generate`` returns, when the caller has synchronised anyway. On the CPU it also
+    takes the process's CPU time over the same span, which other processes' load changes far less
+    than the wall clock."""
 
     def __init__(self, transformer: torch.nn.Module) -> None:
         self.cuda = next(transformer.parameters()).device.type == "cuda"
         self.start: Any = None
         self.end: Any = None
+        self.cpu_start = self.cpu_end = float("nan")
         transformer.register_forward_pre_hook(self._begin)
         transformer.register_forward_hook(self._finish)
 
     def reset(self) -> None:
         """Before a video: the next transformer call is its first."""
         self.start = self.end = None
+        self.cpu_start = self.cpu_end = float("nan")
 
     def _mark(self) -> Any:
         if not self.cuda:
@@ -67,9 +72,17 @@ class LoopTimer:
     def _begin(self, module: torch.nn.Module, args: tuple) -> None:
         if self.start is None:
             self.start = self._mark()
+            if not self.cuda:
+                self.cpu_start = time.process_time()
 
     def _finish(self, module: torch.nn.Module, args: tuple, out: Any) -> None:
         self.end = self._mark()
+        if not self.cuda:
+            self.cpu_end = time.process_time()
+
+    def cpu_seconds(self) -> float:
+        """The last video's loop in CPU seconds of this process (all its threads); nan on CUDA."""
+        return self.cpu_end - self.cpu_start
 
     def seconds(self) -> float:
         """The last video's loop time (after a synchronisation on CUDA); nan before any call."""
@@ -80,10 +93,15 @@ class LoopTimer:
         return self.end - self.start
 
 
-def require_videosys(tiny: bool) -> None:
+def require_videosys(settings: Settings) -> None:
     """Before any model: VideoSys must be importable."""
     if not videosys_available():
-        what = "--tiny also needs it (its tiny models are VideoSys's own)" if tiny else "a run needs it"
+        if settings.tiny:
+            what = "--tiny also needs it (its tiny models are VideoSys's own)"
+        elif settings.testbed:
+            what = "--testbed also needs it (the test bed is VideoSys's own model, trained small)"
+        else:
+            what = "a run needs it"
         raise RunError(f"{INSTALL_HINT} ({what}; --dry-run works without it.)")
 
 
@@ -98,15 +116,16 @@ def check_settings(settings: Settings) -> None:
 def preflight(plan: Plan) -> None:
     """What generating needs, checked before the run creates anything: VideoSys, a size it knows,
     and the GPUs (made visible to this process first)."""
-    require_videosys(plan.settings.tiny)
+    require_videosys(plan.settings)
     import_videosys(verbose=plan.options.verbose)
     check_settings(plan.settings)
-    if plan.settings.tiny:
+    if plan.settings.tiny or plan.settings.testbed:
         return
     if plan.shard.local_rank is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = visible_gpus(plan.shard.local_rank, plan.options.num_gpus)
     if not torch.cuda.is_available():
-        raise RunError("no CUDA GPU is visible; VideoSys runs need one (use --tiny for a CPU smoke run).")
+        testbed = ", --testbed for real videos of the trained test bed" if plan.settings.family.testbed else ""
+        raise RunError(f"no CUDA GPU is visible; VideoSys runs need one (use --tiny for a CPU smoke run{testbed}).")
     if torch.cuda.device_count() < plan.options.num_gpus:
         raise RunError(
             f"--num-gpus {plan.options.num_gpus} but {torch.cuda.device_count()} GPU(s) are visible to this process."
@@ -126,8 +145,8 @@ class VideoSysGenerator:
         if plan.method_config is not None:
             plan.method.apply(config, plan.method_config)
         self.engine = None
-        if s.tiny:
-            self.pipeline = self.family.tiny_pipeline(config)
+        if s.tiny or s.testbed:
+            self.pipeline = self.family.tiny_pipeline(config) if s.tiny else self.family.testbed_pipeline(config)
             self.sync: Callable[[], None] = lambda: None
         else:
             config.pipeline_cls = PipelineBuilder(config.pipeline_cls, dtype=TORCH_DTYPES[s.dtype])
@@ -145,7 +164,11 @@ class VideoSysGenerator:
         self.sync()
         total = time.perf_counter() - start
         return Sample(
-            video=video, latency_transformer_s=self.timer.seconds(), latency_total_s=total, pipeline=self.pipeline
+            video=video,
+            latency_transformer_s=self.timer.seconds(),
+            latency_total_s=total,
+            pipeline=self.pipeline,
+            cpu_transformer_s=self.timer.cpu_seconds(),
         )
 
     def save(self, sample: Sample, path: Path) -> None:

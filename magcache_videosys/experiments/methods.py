@@ -358,8 +358,8 @@ def _teacache_preset(speed: str) -> Method:
 def _teacache_explicit_meaning(settings: RunSettings) -> str:
     preset = _teacache_preset_name("slow", settings)
     return (
-        f"TeaCache with your --threshold (required: the TeaCache repository's are 0.1 and 0.2); the rest from "
-        f"preset {preset}"
+        f"TeaCache with your --threshold (required: the TeaCache repository's are 0.1 and 0.2) and --coefficients "
+        f"(a shipped polynomial's name); the rest from preset {preset}"
     )
 
 
@@ -419,11 +419,11 @@ for _speed in ("slow", "fast"):
 register(
     Method(
         name="teacache",
-        help="TeaCache with your --threshold (required: the paper's are 0.1 and 0.2); the rest from the model's "
-        "slow preset (Open-Sora 1.2: teacache-slow)",
+        help="TeaCache with your --threshold (required: the paper's are 0.1 and 0.2) and --coefficients; the rest "
+        "from the model's slow preset (Open-Sora 1.2: teacache-slow)",
         make_config=lambda knobs, settings: TeaCacheConfig.preset(_teacache_preset_name("slow", settings), **knobs),
         apply=enable_teacache,
-        knobs=("threshold",),
+        knobs=("threshold", "coefficients"),
         required=("threshold",),
         meaning=_teacache_explicit_meaning,
         plan=lambda cfg, num_steps: None,

@@ -67,6 +67,7 @@ class Options:
     dtype: str | None = None
     num_gpus: int = 1
     tiny: bool = False
+    testbed: bool = False  # the family's trained CPU test bed
     shard: str | None = None
     baseline: Path | None = None
     dry_run: bool = False
@@ -85,10 +86,13 @@ class Settings:
     seed: int
     tiny: bool
     options: dict[str, Any]
+    testbed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         options = data.pop("options")
+        if not data["testbed"]:
+            del data["testbed"]  # runs begun before --testbed existed keep their signature, and resume
         return {**data, **options}
 
     @property
@@ -162,26 +166,57 @@ def _settings(o: Options) -> Settings:
         raise RunError(f"{family.description} has no generation option {', '.join(unknown)}.")
     if o.num_gpus < 1:
         raise RunError(f"--num-gpus must be at least 1, got {o.num_gpus}.")
-    if o.tiny:
+    if o.tiny and o.testbed:
+        raise RunError("--tiny (random weights) and --testbed (the trained test bed) exclude each other; pick one.")
+    local = "--tiny" if o.tiny else "--testbed" if o.testbed else None
+    if local:
         if o.dtype not in (None, "fp32"):
-            raise RunError(f"--tiny runs on the CPU in fp32; drop --dtype {o.dtype}.")
+            raise RunError(f"{local} runs on the CPU in fp32; drop --dtype {o.dtype}.")
         if o.num_gpus != 1:
-            raise RunError("--tiny runs in one CPU process; drop --num-gpus.")
+            raise RunError(f"{local} runs in one CPU process; drop --num-gpus.")
         given = [w.flag for w in gen.weights if o.generation.get(w.name) is not None]
         if given:
-            raise RunError(f"--tiny builds its own random-weight models; drop {', '.join(given)}.")
+            models = "its own random-weight models" if o.tiny else "the test bed's trained weights"
+            raise RunError(f"{local} builds {models}; drop {', '.join(given)}.")
     if o.dtype is not None and o.dtype not in DTYPES:
         raise RunError(f"--dtype must be one of {', '.join(DTYPES)}, got {o.dtype!r}.")
-    options = family.fill_options(o.generation, o.tiny)
+    options = _testbed_options(family, o.generation) if o.testbed else family.fill_options(o.generation, o.tiny)
     return Settings(
         model=family.name,
         num_steps=num_steps,
         cfg_scale=cfg_scale,
-        dtype="fp32" if o.tiny else (o.dtype or family.default_dtype(options)),
+        dtype="fp32" if local else (o.dtype or family.default_dtype(options)),
         seed=o.seed,
         tiny=o.tiny,
+        testbed=o.testbed,
         options=options,
     )
+
+
+def _testbed_options(family: ModelFamily, given: dict[str, Any]) -> dict[str, Any]:
+    """The test bed's sizes and weights; a size it was not trained at is an error."""
+    testbed = family.testbed
+    if testbed is None:
+        raise RunError(
+            f"{family.description} has no test bed; --testbed runs Open-Sora 1.2's (experiments/opensora.py)."
+        )
+    for option in family.generation.options:
+        value, trained = given.get(option.name), testbed.options[option.name]
+        if value is not None and str(value) != str(trained):
+            raise RunError(
+                f"{option.flag} {value}: the test bed was trained at {option.flag} {trained} and makes no other size; "
+                f"drop {option.flag}."
+            )
+    return {**testbed.options, **testbed.weights}
+
+
+def _default_prompts(options: Options, settings: Settings) -> str | Path | None:
+    """``--prompts``, else the test bed's file, the smoke prompts of ``--tiny``, or VBench's (None)."""
+    if options.prompts is not None:
+        return options.prompts
+    if options.testbed:
+        return settings.family.testbed.prompts
+    return SMOKE_FILE if options.tiny else None
 
 
 def make_jobs(prompts: tuple[str, ...], all_prompts: tuple[str, ...], num_samples: int, seed: int) -> list[Job]:
@@ -204,7 +239,7 @@ def make_plan(options: Options) -> Plan:
     if isinstance(options.prompts, tuple):
         prompts = inline_prompts(options.prompts)
     else:
-        prompts = load_prompts(SMOKE_FILE if options.prompts is None and options.tiny else options.prompts)
+        prompts = load_prompts(_default_prompts(options, settings))
     selected = select(prompts, options.start, options.end, options.limit)
     if options.baseline is not None:
         check_baseline(options.baseline)
@@ -282,12 +317,11 @@ def describe(plan: Plan) -> str:
     loop = s.loop_steps
     steps = plan.method.plan(plan.method_config, loop)
     config = {k: v for k, v in plan.method.config_dict(plan.method_config).items() if k != "table_ratios"}
-    tiny = "TINY random-weight CPU models, " if s.tiny else ""
-    smoke = (
-        f"; --tiny's default: the package's smoke prompts (real runs default to {VBENCH_FILE})"
-        if o.tiny and o.prompts is None
-        else ""
-    )
+    tiny = "TINY random-weight CPU models, " if s.tiny else "TEST BED, trained CPU model, " if s.testbed else ""
+    smoke = ""
+    if o.prompts is None and (o.tiny or o.testbed):
+        which = "the package's smoke prompts" if o.tiny else "the test bed's prompts"
+        smoke = f"; {'--tiny' if o.tiny else '--testbed'}'s default: {which} (real runs default to {VBENCH_FILE})"
     lines = [
         f"method     {plan.method.name}: {method_help(plan.method, s.to_dict())}",
         f"config     {json.dumps(config)}",
@@ -311,6 +345,8 @@ def describe(plan: Plan) -> str:
             f"(base: {loop * len(plan.jobs)}); "
             f"predicted transformer-loop speedup {loop / len(steps):.2f}x",
         ]
+    if s.testbed:
+        lines.append(f"test bed   {s.family.testbed.note}")
     if altered:
         lines.append(f"names      {altered} prompts cannot be file names as they are; see {PROMPT_FILE} after the run")
     if plan.orphans:
@@ -330,6 +366,7 @@ class Sample:
     latency_transformer_s: float
     latency_total_s: float
     pipeline: Any = None  # what the method's stats are read from
+    cpu_transformer_s: float = float("nan")  # the sampling loop's CPU time, on the CPU
 
 
 class Generator(Protocol):
@@ -372,6 +409,7 @@ def _record(plan: Plan, job: Job, sample: Sample, warmup: bool) -> VideoRecord:
         settings=sig["settings"],
         latency_transformer_s=_seconds(sample.latency_transformer_s),
         latency_total_s=_seconds(sample.latency_total_s),
+        cpu_transformer_s=_seconds(sample.cpu_transformer_s),
         num_steps=steps,
         num_computed=len(computed),
         computed_steps=computed,

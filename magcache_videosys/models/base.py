@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -94,6 +95,20 @@ class Generation:
     dtype: str = "bf16"
 
 
+@dataclass(frozen=True)
+class TestBed:
+    """A small model of the family trained for a task (``--testbed``): real videos on the CPU, in
+    fp32, at the one clip size it learned, with a prompt file of that task in the VBench format."""
+
+    __test__ = False  # not a pytest class
+
+    label: str  # the model, for messages and the dry run
+    options: dict[str, Any]  # every size option at the value it was trained at (the only one it knows)
+    weights: dict[str, str]  # what each weight option holds, as the records name it
+    prompts: Path  # its VBench-format prompt file, the default of ``--testbed`` runs
+    note: str  # what the family's published presets mean on it, and its own table and coefficients
+
+
 class ModelFamily:
     """Everything the package knows about one model family: one subclass per file in this folder.
 
@@ -139,6 +154,8 @@ class ModelFamily:
     #: How this family generates (``experiments/``, ``calibrate``); None: the package cannot
     #: generate with it (a model hooked in the user's own code).
     generation: Generation | None = None
+    #: Its trained CPU test bed (``--testbed``); None: it has none.
+    testbed: TestBed | None = None
 
     def model_label(self, settings: Mapping[str, Any]) -> str:
         """The model a run with these settings generates with, e.g. ``CogVideoX-5b`` (messages, help)."""
@@ -190,6 +207,11 @@ class ModelFamily:
     def generate(self, target: Any, prompt: str, seed: int, settings: dict[str, Any]) -> Any:
         """Generate one video with a VideoSys engine or pipeline; returns frames (T, H, W, 3) uint8."""
         raise NotImplementedError(f"{self.description} cannot generate")
+
+    def testbed_pipeline(self, config: Any) -> Any:
+        """This family's VideoSys pipeline on the CPU in float32 with the trained test bed (``--testbed``);
+        a caching method enabled on ``config`` is installed as on every rank."""
+        raise NotImplementedError(f"{self.description} has no test bed")
 
     def tiny_pipeline(self, config: Any = None, seed: int = 0, **config_kwargs: Any) -> Any:
         """This family's VideoSys pipeline on the CPU in float32 with tiny random-weight components,

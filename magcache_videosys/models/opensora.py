@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 from typing import Any, Callable
 
 from torch import nn
@@ -24,6 +25,7 @@ from .base import (
     ModelFamily,
     RunInfo,
     StackBinding,
+    TestBed,
     ada_norm_single_input,
     call_arg,
     parallel_all_reduce,
@@ -64,6 +66,21 @@ GENERATION = Generation(
     fps=24,
 )
 
+# The trained test bed (magcache_videosys/testbed/): the clip size it learned, and what it holds.
+TESTBED = TestBed(
+    label="the Open-Sora 1.2 test bed (VideoSys STDiT3 depth 3, hidden 64, trained on the shapes task; CPU)",
+    options={"resolution": "144p", "aspect_ratio": "1:1", "num_frames": 17},
+    weights={
+        "transformer": "testbed.safetensors (STDiT3 depth 3, hidden 64)",
+        "vae": "testbed LinearVideoVAE (fixed)",
+        "text_encoder": "testbed.safetensors (2-layer T5, frozen)",
+    },
+    prompts=Path(__file__).parents[1] / "testbed" / "prompts.json",
+    note="magcache-slow|fast|turbo and teacache-slow|fast are Open-Sora 1.2's published presets (the table and "
+    "coefficients measured on the real model, what a user would run); the test bed's own: --method magcache "
+    "--mag-ratios opensora-testbed, --method teacache --threshold T --coefficients opensora-testbed",
+)
+
 
 class OpenSora(ModelFamily):
     name = "opensora"
@@ -74,8 +91,17 @@ class OpenSora(ModelFamily):
     pab_config_class = "OpenSoraPABConfig"
     # Fitted by the TeaCache authors (arXiv 2411.19108); the values of ``teacache_forward`` in
     # eval/teacache/experiments/opensora.py of github.com/ali-vilab/TeaCache.
+    # opensora-testbed: fitted the same way for the trained test bed by
+    # ``python -m magcache_videosys.testbed.teacache_fit`` (testbed/teacache/teacache_fit.json).
     teacache_coefficients = {
         "opensora-v1.2": (2.17546007e02, -1.18329252e02, 2.68662585e01, -4.59364272e-02, 4.84426240e-02),
+        "opensora-testbed": (
+            5237.169331348165,
+            -2910.136732588401,
+            509.12953430388046,
+            -29.13352534013775,
+            0.5535444279676883,
+        ),
     }
     # MagCache's Open-Sora 1.2 settings with the published table (used with its ratio_power, 0.5:
     # the reference's square-root smoothing): opensora-fast is the paper's (12 of 30 passes), slow
@@ -102,6 +128,10 @@ class OpenSora(ModelFamily):
         return super().matches(module) and hasattr(module, "spatial_blocks") and hasattr(module, "temporal_blocks")
 
     generation = GENERATION
+    testbed = TESTBED
+
+    def model_label(self, settings: Any) -> str:
+        return TESTBED.label if settings.get("testbed") else self.description
 
     def teacache_preset(self, speed: str, settings: Any) -> str | None:
         name = f"teacache-{speed}"
@@ -130,7 +160,8 @@ class OpenSora(ModelFamily):
     def videosys_config(self, settings: dict[str, Any], num_gpus: int) -> Any:
         from ..videosys_compat import import_videosys
 
-        weights = {} if settings["tiny"] else {w.name: settings[w.name] for w in GENERATION.weights}
+        local = settings["tiny"] or settings.get("testbed")
+        weights = {} if local else {w.name: settings[w.name] for w in GENERATION.weights}
         return import_videosys().OpenSoraConfig(
             num_gpus=num_gpus, num_sampling_steps=settings["num_steps"], cfg_scale=settings["cfg_scale"], **weights
         )
@@ -138,6 +169,11 @@ class OpenSora(ModelFamily):
     def generate(self, target: Any, prompt: str, seed: int, settings: dict[str, Any]) -> Any:
         size = {o.name: settings[o.name] for o in GENERATION.options}
         return target.generate(prompt, seed=seed, verbose=False, **size).video[0]
+
+    def testbed_pipeline(self, config: Any) -> Any:
+        from ..testbed import testbed_opensora_pipeline
+
+        return testbed_opensora_pipeline(config)
 
     def tiny_pipeline(self, config: Any = None, seed: int = 0, **config_kwargs: Any) -> Any:
         from ..tiny import tiny_opensora_pipeline
