@@ -25,7 +25,7 @@ from .console import (
 )
 from .knobs import KNOBS, add_knob_options
 from .magcache import PRESETS, MagCacheConfig
-from .models import FAMILIES, family_named
+from .models import FAMILIES, ModelFamily, family_named
 from .ratios import RESAMPLE_METHODS, RatioTable, RatioTableError, load_ratio_table, shipped_tables
 from .schedule import SchedulePlan, reaching_target, sweep
 from .static_schedule import StaticScheduleConfig
@@ -548,22 +548,8 @@ def build_parser(model: str = "opensora") -> argparse.ArgumentParser:
         f"{PROG} calibrate --model NAME --help lists them.",
     )
     family = family_named(model, generating=True)
-    gen = family.generation
-    models = ", ".join(f.name for f in FAMILIES if f.generation is not None)
-    p.add_argument("--model", default=family.name, help=f"model family: {models} (default opensora)")
-    p.add_argument("--prompt", action="append", help="a calibration prompt (repeatable)")
-    p.add_argument("--prompts", help="a prompt file: one prompt a line, or the VBench JSON format")
-    p.add_argument("--num-samples", type=int_at_least(1), default=1, help="videos per prompt (default 1)")
-    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of sample 0; sample i uses seed + i")
-    p.add_argument("--steps", type=int_at_least(2), help=f"sampling steps (default {gen.steps})")
-    for option in gen.options:
-        p.add_argument(
-            option.flag, dest=option.name, type=option.parse, help=f"{option.help} (default {option.default})"
-        )
-    p.add_argument("--cfg-scale", type=finite_float, help=f"guidance scale (default {gen.cfg_scale})")
+    _add_generation_options(p, family)
     p.add_argument("--num-gpus", type=int_at_least(1), default=1)
-    for weights in gen.weights:
-        p.add_argument(weights.flag, dest=weights.name, help=f"{weights.help} weights (default {weights.default})")
     p.add_argument("--out", required=True, help="table file to write (JSON; its folder must exist)")
     p.add_argument("--name", help="table name (default: the file name)")
     p.add_argument("--videos", help="folder for the calibration videos and their records (default: OUT-videos/)")
@@ -586,20 +572,8 @@ def build_parser(model: str = "opensora") -> argparse.ArgumentParser:
         "and record the final video's mean squared error against the uncached one. Cost: about K * (N - s)^2 / 2 "
         "full transformer passes per video (printed before the work). One GPU (or --tiny on the CPU).",
     )
-    p.add_argument("--model", default=family.name, help=f"model family: {models} (default opensora)")
-    p.add_argument("--prompt", action="append", help="a calibration prompt (repeatable)")
-    p.add_argument("--prompts", help="a prompt file: one prompt a line, or the VBench JSON format")
-    p.add_argument("--num-samples", type=int_at_least(1), default=1, help="videos per prompt (default 1)")
-    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of sample 0; sample i uses seed + i")
-    p.add_argument("--steps", type=int_at_least(2), help=f"sampling steps (default {gen.steps})")
-    for option in gen.options:
-        p.add_argument(
-            option.flag, dest=option.name, type=option.parse, help=f"{option.help} (default {option.default})"
-        )
-    p.add_argument("--cfg-scale", type=finite_float, help=f"guidance scale (default {gen.cfg_scale})")
-    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), help=f"model dtype (default {gen.dtype})")
-    for weights in gen.weights:
-        p.add_argument(weights.flag, dest=weights.name, help=f"{weights.help} weights (default {weights.default})")
+    _add_generation_options(p, family)
+    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), help=f"model dtype (default {family.generation.dtype})")
     p.add_argument("--K", type=int_at_least(1), default=5, help="longest segment to measure, in skips (default 5)")
     p.add_argument(
         "--retention-ratio",
@@ -645,6 +619,25 @@ def build_parser(model: str = "opensora") -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ratios)
     return parser
+
+
+def _add_generation_options(p: argparse.ArgumentParser, family: ModelFamily) -> None:
+    """What a calibration run generates, in the family's own options: the generation run's flags."""
+    gen = family.generation
+    models = ", ".join(f.name for f in FAMILIES if f.generation is not None)
+    p.add_argument("--model", default=family.name, help=f"model family: {models} (default opensora)")
+    p.add_argument("--prompt", action="append", help="a calibration prompt (repeatable)")
+    p.add_argument("--prompts", help="a prompt file: one prompt a line, or the VBench JSON format")
+    p.add_argument("--num-samples", type=int_at_least(1), default=1, help="videos per prompt (default 1)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of sample 0; sample i uses seed + i")
+    p.add_argument("--steps", type=int_at_least(2), help=f"sampling steps (default {gen.steps})")
+    for option in gen.options:
+        p.add_argument(
+            option.flag, dest=option.name, type=option.parse, help=f"{option.help} (default {option.default})"
+        )
+    p.add_argument("--cfg-scale", type=finite_float, help=f"guidance scale (default {gen.cfg_scale})")
+    for weights in gen.weights:
+        p.add_argument(weights.flag, dest=weights.name, help=f"{weights.help} weights (default {weights.default})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
