@@ -153,6 +153,9 @@ class Trainer:
             y=y, mask=mask, fps=full(FPS), height=full(HEIGHT), width=full(WIDTH), num_frames=full(NUM_FRAMES)
         )
         kwargs["ar"] = full(HEIGHT / WIDTH)
+        # The sampling run's timestep list, which only PAB reads: a keyword defaulting to None upstream,
+        # a required argument in the MagCache repository's copy of VideoSys.
+        kwargs["all_timesteps"] = None
         return x0, kwargs
 
     def step(self) -> float:
