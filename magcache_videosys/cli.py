@@ -263,32 +263,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.plot:
         check_output_file(args.plot, "--plot")
         _require_matplotlib()
-    prompts = list(args.prompt or [])
-    if args.prompts:
-        from .experiments.prompts import load_prompts
-
-        prompts += load_prompts(args.prompts).prompts
     family = args.family
     testbed = getattr(args, "testbed", False)
-    if not prompts and testbed:
-        from .experiments.prompts import load_prompts
-
-        prompts = list(load_prompts(family.testbed.prompts).prompts)
-    if not prompts:
-        raise UsageError("give at least one --prompt (or --prompts FILE with one prompt a line).")
-    gen = family.generation
     options = Options(
         method="magcache-calibrate",
         out=Path(args.videos) if args.videos else _videos_folder(args.out),
-        model=family.name,
-        prompts=tuple(prompts),
-        num_samples=args.num_samples,
-        seed=args.seed,
-        generation={o.name: getattr(args, o.name) for o in (*gen.options, *gen.weights)},
-        num_steps=args.steps,
-        cfg_scale=args.cfg_scale,
+        **_generation_fields(args, family.testbed.prompts if testbed else None),
         num_gpus=args.num_gpus,
-        tiny=args.tiny,
         testbed=testbed,
     )
     try:
@@ -331,29 +312,10 @@ def cmd_search_calibrate(args: argparse.Namespace) -> int:
     from .segment_errors import record_segment_errors, recording_passes, segments
 
     check_output_file(args.out, "--out")
-    prompts = list(args.prompt or [])
-    if args.prompts:
-        from .experiments.prompts import load_prompts
-
-        prompts += load_prompts(args.prompts).prompts
-    if not prompts:
-        raise UsageError("give at least one --prompt (or --prompts FILE with one prompt a line).")
+    fields = _generation_fields(args)
     family = args.family
-    gen = family.generation
     with tempfile.TemporaryDirectory(prefix="magcache-search-") as scratch:
-        options = Options(
-            method="base",
-            out=Path(scratch),
-            model=family.name,
-            prompts=tuple(prompts),
-            num_samples=args.num_samples,
-            seed=args.seed,
-            generation={o.name: getattr(args, o.name) for o in (*gen.options, *gen.weights)},
-            num_steps=args.steps,
-            cfg_scale=args.cfg_scale,
-            dtype=args.dtype,
-            tiny=args.tiny,
-        )
+        options = Options(method="base", out=Path(scratch), **fields, dtype=args.dtype)
         try:
             plan = make_plan(options)
         except USER_ERRORS as exc:
@@ -638,6 +600,31 @@ def _add_generation_options(p: argparse.ArgumentParser, family: ModelFamily) -> 
     p.add_argument("--cfg-scale", type=finite_float, help=f"guidance scale (default {gen.cfg_scale})")
     for weights in gen.weights:
         p.add_argument(weights.flag, dest=weights.name, help=f"{weights.help} weights (default {weights.default})")
+
+
+def _generation_fields(args: argparse.Namespace, default_prompts: str | None = None) -> dict:
+    """The generation run's settings that ``_add_generation_options`` parsed, for ``Options``; the
+    prompts are ``--prompt``s then ``--prompts FILE``'s, else ``default_prompts``' file."""
+    from .experiments.prompts import load_prompts
+
+    prompts = list(args.prompt or [])
+    if args.prompts:
+        prompts += load_prompts(args.prompts).prompts
+    if not prompts and default_prompts is not None:
+        prompts = list(load_prompts(default_prompts).prompts)
+    if not prompts:
+        raise UsageError("give at least one --prompt (or --prompts FILE with one prompt a line).")
+    gen = args.family.generation
+    return dict(
+        model=args.family.name,
+        prompts=tuple(prompts),
+        num_samples=args.num_samples,
+        seed=args.seed,
+        generation={o.name: getattr(args, o.name) for o in (*gen.options, *gen.weights)},
+        num_steps=args.steps,
+        cfg_scale=args.cfg_scale,
+        tiny=args.tiny,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
